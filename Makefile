@@ -1,0 +1,60 @@
+# Two commands do everything on a fresh machine:
+#   make book   set up, execute chapters that hold no outputs yet, build the HTML (_build/html)
+#   make test   set up, run the unit tests and the notebook regression tests (nbval)
+# Others:
+#   make execute               re-execute every chapter (profile auto: full on a GPU, else quick)
+#   make chapter CH=01 ARGS="--profile quick --seed 3 -p lr=0.1"
+#   make baselines             refresh the quick-profile copies in tests/baselines/
+#   make check-suite-fails     show that a wrong BN backward turns the suite red
+#   make clean
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+# CIFAR-10 without a download: the shared JPEG copy, when it is there.
+SHARED_CIFAR := $(abspath ../shared/data/cifar10-jpeg.zip)
+ifneq ($(wildcard $(SHARED_CIFAR)),)
+export BNUTILS_DATA ?= $(SHARED_CIFAR)
+endif
+
+.PHONY: setup book test execute chapter baselines check-suite-fails clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[book,test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/python -m bnutils execute --missing
+	$(BIN)/jupyter-book build . --builder html --warningiserror
+	@echo "open _build/html/index.html"
+
+# nbval re-executes every quick-profile baseline with a fresh cache, so nothing is reused.
+test: $(STAMP)
+	rm -rf .cache/test && mkdir -p .cache/test
+	BNUTILS_CACHE=$(abspath .cache/test) $(BIN)/python -m pytest tests \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q
+
+execute: $(STAMP)
+	$(BIN)/python -m bnutils execute
+
+chapter: $(STAMP)
+	$(BIN)/python -m bnutils run $(CH) $(ARGS)
+
+baselines: $(STAMP)
+	$(BIN)/python -m bnutils baselines
+
+check-suite-fails: $(STAMP)
+	$(BIN)/python tests/check_suite_fails.py
+
+clean:
+	rm -rf _build .cache

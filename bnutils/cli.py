@@ -1,0 +1,141 @@
+"""Command line: run a chapter through papermill, refresh the regression baselines.
+
+    python -m bnutils list
+    python -m bnutils run 01 --profile quick --seed 3 -p lr=0.1
+    python -m bnutils run 01 --output /tmp/ch1.ipynb      # leave book/ untouched
+    python -m bnutils execute --missing                   # chapters in book/ with no outputs
+    python -m bnutils baselines                           # quick-profile copies in tests/baselines
+
+Parameters are validated (by :func:`bnutils.profiles.configure`) before a kernel starts.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+BASELINES = ROOT / "tests" / "baselines"
+
+
+def chapters() -> dict[str, Path]:
+    """Chapter id ("01") -> its notebook in ``book/``."""
+    return {p.name[:2]: p for p in sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def _notebook(chapter: str) -> Path:
+    found = chapters()
+    key = chapter.zfill(2)
+    if key not in found:
+        raise SystemExit(f"error: unknown chapter {chapter!r}; allowed: {', '.join(found)}")
+    return found[key]
+
+
+def parse_value(text: str) -> Any:
+    """``3`` -> 3, ``0.1`` -> 0.1, ``[1,2]`` -> [1, 2], ``None`` -> None, anything else -> str."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(pairs: list[str]) -> dict[str, Any]:
+    params = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"error: parameter {pair!r} is not of the form name=value")
+        name, value = pair.split("=", 1)
+        params[name.strip()] = parse_value(value.strip())
+    return params
+
+
+def has_outputs(path: Path) -> bool:
+    cells = json.loads(path.read_text())["cells"]
+    return any(c.get("outputs") for c in cells if c["cell_type"] == "code")
+
+
+def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = None) -> Path:
+    """Validate, execute one chapter with papermill (progress bar on), write it, return its path."""
+    import papermill as pm
+
+    from .profiles import configure
+    from .report import library_versions
+
+    nb = _notebook(chapter)
+    try:
+        cfg = configure(nb.name[:2], **parameters)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    output = Path(output) if output else nb
+    t0 = time.perf_counter()
+    print(f"running {nb.name}: profile={cfg.profile} device={cfg.device} seed={cfg.seed}",
+          file=sys.stderr)
+    tmp = output.with_name(f".{output.name}.running")
+    pm.execute_notebook(str(nb), str(tmp), parameters=parameters, progress_bar=True,
+                        cwd=str(nb.parent), kernel_name="python3", log_output=False)
+    _tidy(tmp, {"chapter": cfg.chapter, "parameters": parameters, **cfg.as_dict(),
+                "versions": library_versions(),
+                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "wall_time_s": round(time.perf_counter() - t0, 1)})
+    tmp.replace(output)
+    print(f"wrote {output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return output
+
+
+def _tidy(path: Path, record: dict[str, Any]) -> None:
+    """Hide papermill's injected-parameters cell (the run table shows the values) and store the
+    run record in the notebook's metadata."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+    nb.metadata["bnutils"] = record
+    nbformat.write(nb, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bnutils", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the chapters and whether they hold outputs")
+    r = sub.add_parser("run", help="execute one chapter and write it back to book/")
+    r.add_argument("chapter")
+    r.add_argument("--profile", choices=("quick", "full", "auto"))
+    r.add_argument("--seed", type=int)
+    r.add_argument("--device")
+    r.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--output", type=Path, help="write here instead of over the book's notebook")
+    e = sub.add_parser("execute", help="execute every chapter (profile auto)")
+    e.add_argument("--missing", action="store_true", help="only chapters with no stored outputs")
+    b = sub.add_parser("baselines", help="refresh tests/baselines (quick profile, CPU)")
+    b.add_argument("chapters", nargs="*")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "list":
+        for key, path in chapters().items():
+            print(f"{key}  {path.name:40s} {'executed' if has_outputs(path) else 'no outputs'}")
+    elif args.cmd == "run":
+        params = parse_parameters(args.parameter)
+        for name in ("profile", "seed", "device"):
+            if getattr(args, name) is not None:
+                params[name] = getattr(args, name)
+        run_chapter(args.chapter, params, args.output)
+    elif args.cmd == "execute":
+        for key, path in chapters().items():
+            if not args.missing or not has_outputs(path):
+                run_chapter(key, {"profile": "auto"})
+    elif args.cmd == "baselines":
+        BASELINES.mkdir(parents=True, exist_ok=True)
+        for key in args.chapters or chapters():
+            nb = _notebook(key)
+            run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name)
+    return 0
