@@ -1,0 +1,170 @@
+"""Measurements on a network that leave it exactly as they found it.
+
+The measurement chapters look inside a :class:`bnutils.models.Net` during training:
+
+- :func:`layer_groups`: its layers in order as parameter groups, "layer i" of [STIM18] Def. 2.1
+  (the i-th conv or linear layer with its own normalization parameters).
+- :func:`loss_and_grad`: loss and gradient on a fixed batch at *other* parameters, e.g. after
+  only layers 1..i-1 took their step ([STIM18] Def. 2.1) or at w - eta g along the gradient
+  ([STIM18] Sec. 3.1, App. A.2.2). Computed functionally: parameters, ``.grad``, buffers (BN
+  running statistics and counters), the optimizer and the random generators are left untouched.
+- :func:`activations` and :class:`ActivationProbe`: activations before ("pre") and after ("post")
+  the normalization of named layers on a fixed probe batch ([IS15] Fig. 1, [STIM18] Figs. 1, 2),
+  also in training mode, without changing any running statistic (:func:`preserved`).
+
+[STIM18] Def. 2.1 in a few lines, for layer i at step t on the batch (x, y)::
+
+    _, g = loss_and_grad(net, x, y)                          # G_{t,i}: every layer at W^(t)
+    groups = layer_groups(net)
+    earlier = {k: p - lr * g[k] for grp in groups[:i - 1] for k, p in grp.items()}
+    _, g_prime = loss_and_grad(net, x, y, at=earlier)        # G'_{t,i}: layers 1..i-1 stepped
+    G, G_prime = (torch.cat([d[k].flatten() for k in groups[i - 1]]) for d in (g, g_prime))
+
+A known pitfall of public reproductions is a probe forward pass in training mode that silently
+updates BN running statistics; the unit tests check bitwise equality of everything around a probe.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .models import Net
+from .train import loss_fn
+
+WHERE = ("pre", "post")
+
+
+def layer_groups(net: Net) -> list[dict[str, nn.Parameter]]:
+    """Layer i's parameters (its weights, bias, gamma, beta) as ``groups[i - 1]``, keyed by their
+    names in ``net.named_parameters()``."""
+    if not isinstance(net, Net):
+        raise TypeError(f"expected a bnutils.models.Net, got {type(net).__name__}")
+    return [{f"layers.{i}.{k}": p for k, p in layer.named_parameters()}
+            for i, layer in enumerate(net.layers)]
+
+
+def _devices(model: nn.Module) -> list[int]:
+    return sorted({t.device.index or 0 for t in model.state_dict().values() if t.is_cuda})
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block on ``model`` and then put back its parameters, buffers, train/eval modes and
+    the random generators (so a probe does not shift the noise of noisy BN)."""
+    state = {k: v.clone() for k, v in model.state_dict(keep_vars=False).items()}
+    modes = [(m, m.training) for m in model.modules()]
+    with torch.random.fork_rng(devices=_devices(model)):
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for k, v in model.state_dict(keep_vars=False).items():
+                    v.copy_(state[k])
+            for m, training in modes:
+                m.training = training
+
+
+def loss_and_grad(model: nn.Module, x: Tensor, y: Tensor, at: dict[str, Tensor] | None = None,
+                  *, loss: str = "cross_entropy", train_mode: bool = True
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss on the batch ``(x, y)`` and its gradient w.r.t. every parameter, at parameters
+    ``at`` (name -> value; unnamed parameters keep their current values).
+
+    ``train_mode=True`` uses batch statistics, as the training step does. Returns the loss and
+    ``{name: gradient}``; nothing about ``model`` (parameters, ``.grad``, buffers, modes) nor the
+    random generators changes.
+    """
+    at = at or {}
+    names = dict(model.named_parameters())
+    unknown = sorted(set(at) - set(names))
+    if unknown:
+        raise ValueError(f"unknown parameter names {unknown[:3]}; allowed: names from "
+                         "model.named_parameters()")
+    params = {k: at.get(k, p).detach().clone().requires_grad_() for k, p in names.items()}
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    with preserved(model):
+        model.train(train_mode)
+        out = functional_call(model, (params, buffers), (x,))
+        value = loss_fn(loss, out, y)
+        grads = torch.autograd.grad(value, list(params.values()), allow_unused=True)
+    return value.detach(), {k: (torch.zeros_like(p) if g is None else g)
+                            for (k, p), g in zip(params.items(), grads)}
+
+
+def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool = False
+                ) -> dict[str, Tensor]:
+    """Inputs ("pre") and outputs ("post") of the normalization of each layer in ``layers``
+    (numbered from 1), on the batch ``x``: ``{"pre3": ..., "post3": ...}``. Without a
+    normalization, pre and post coincide (the layer's linear output). Nothing about ``net``
+    changes, in either mode."""
+    if not isinstance(net, Net):
+        raise TypeError(f"expected a bnutils.models.Net, got {type(net).__name__}")
+    bad = [i for i in layers if not 1 <= i <= len(net.layers)]
+    if bad:
+        raise ValueError(f"layers {bad} out of range; allowed: 1..{len(net.layers)}")
+    found: dict[str, Tensor] = {}
+
+    def hook(i: int):
+        def record(module: nn.Module, inputs: tuple[Tensor], output: Tensor) -> None:
+            found[f"pre{i}"], found[f"post{i}"] = inputs[0].detach(), output.detach()
+        return record
+
+    handles = [net.layers[i - 1].norm.register_forward_hook(hook(i)) for i in layers]
+    try:
+        with preserved(net), torch.no_grad():
+            net.train(train_mode)
+            net(x.to(next(net.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def per_unit(a: Tensor) -> Tensor:
+    """Activations as ``(units, values)``: one row per unit (feature or channel); for a conv,
+    every (example, height, width) position is a value of its channel ([IS15] Sec. 3.2)."""
+    return a.transpose(0, 1).reshape(a.shape[1], -1)
+
+
+@dataclass(frozen=True, eq=False)
+class ActivationProbe:
+    """Samples of activations at some layers on a fixed batch, for :func:`bnutils.train.train`.
+
+    Called with the model, returns ``{"pre3": (units, values), "post3": ..., ...}``: the first
+    ``units`` units of each layer and, per unit, a fixed random subset of ``values`` of its values
+    on the batch ``x`` (all when there are fewer). The train loop stacks them over evaluation
+    points, so ``history.probes["post3"][k, j]`` is unit j's sample at ``history.eval_steps[k]``;
+    percentiles ([IS15] Fig. 1) and histograms ([STIM18] Fig. 1) come from these.
+    """
+
+    x: Tensor = field(repr=False)
+    layers: tuple[int, ...]
+    where: tuple[str, ...] = WHERE
+    units: int = 8
+    values: int = 1024
+    train_mode: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [w for w in self.where if w not in WHERE]
+        if unknown:
+            raise ValueError(f"unknown where {unknown}; allowed: {', '.join(WHERE)}")
+        if self.units < 1 or self.values < 1:
+            raise ValueError(f"units and values must be positive, got {self.units}, {self.values}")
+
+    def __call__(self, net: Net) -> dict[str, Tensor]:
+        found = activations(net, self.x, self.layers, train_mode=self.train_mode)
+        out = {}
+        for name, a in found.items():
+            if name.rstrip("0123456789") not in self.where:
+                continue
+            rows = per_unit(a)[:self.units]
+            g = torch.Generator().manual_seed(self.seed)
+            keep = torch.randperm(rows.shape[1], generator=g)[:self.values].to(rows.device)
+            out[name] = rows[:, keep]
+        return out

@@ -1,0 +1,288 @@
+"""The one training loop of the book: plain SGD with a fixed learning rate ([STIM18] App. A).
+
+    history = train(model, data, steps=3000, lr=0.1, batch_size=128, seed=0, eval_every=100)
+    history.train_acc, history.eval_steps, history.test_acc, history.diverged_at
+
+Fast by construction: the data set lives on the device, each epoch's batches come from a
+permutation drawn with a generator seeded by (seed, epoch), and the per-step loss and accuracy are
+written into device tensors, so the host waits for the device only at evaluation points (every
+``eval_every`` steps). There the loop also checks for divergence (a NaN or infinite training loss
+stops the run; :attr:`History.diverged_at` is the first such step) and calls an optional probe,
+e.g. :class:`bnutils.probes.ActivationProbe`, whose results are stacked over evaluation points.
+On a GPU, ``amp`` (bf16 autocast), ``channels_last`` and ``compile`` (``torch.compile`` of the
+training forward pass) are available. On the CPU the same seed gives bit-identical curves.
+
+Long runs save a checkpoint every ``checkpoint_every`` steps and resume from it;
+:func:`cached_train` stores whole results in :mod:`bnutils.cache`, keyed by their parameters.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from . import cache
+from .data import Data
+
+LOSSES = ("cross_entropy", "sse")
+Probe = Callable[[nn.Module], dict[str, Tensor]]
+
+
+@dataclass
+class History:
+    """What :func:`train` recorded, on the CPU.
+
+    ``train_loss``/``train_acc`` have one entry per step taken (the batch's loss and accuracy
+    before that step's update; accuracy is NaN for regression). ``eval_steps`` are the steps
+    after which the test set was evaluated (0 = at initialisation). ``probes[name]`` stacks the
+    probe's results over the evaluation points. ``diverged_at`` is the first step whose training
+    loss was NaN or infinite (the run stopped there), else None. ``seconds`` is the wall time of
+    the training steps (evaluations and probes excluded), ``examples_per_s`` their throughput.
+    """
+
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    eval_steps: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
+    diverged_at: int | None = None
+    steps: int = 0
+    seconds: float = 0.0
+    examples_per_s: float = float("nan")
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    def smoothed(self, name: str = "train_acc", window: int = 100) -> np.ndarray:
+        """Running mean of a per-step curve over the last ``window`` steps (fewer at the start):
+        per-batch values are noisy."""
+        curve = getattr(self, name)
+        c = np.concatenate([[0.0], np.cumsum(curve, dtype=np.float64)])
+        k = np.arange(1, len(curve) + 1)
+        lo = np.maximum(k - window, 0)
+        return (c[k] - c[lo]) / (k - lo)
+
+
+def loss_fn(name: str, out: Tensor, y: Tensor) -> Tensor:
+    """``"cross_entropy"``: mean over the batch; ``"sse"``: sum over the batch of the squared
+    error ||f(x) - y||^2 (the DLN loss of [STIM18] App. A)."""
+    if name == "cross_entropy":
+        return F.cross_entropy(out.float(), y)
+    return (out.float() - y).pow(2).sum()
+
+
+def _accuracy(out: Tensor, y: Tensor) -> Tensor:
+    if y.dtype != torch.int64:
+        return torch.full((), float("nan"), device=out.device)
+    return (out.argmax(1) == y).float().mean()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, *, loss: str = "cross_entropy", split: str = "test",
+             batch_size: int = 1000, amp: bool = False) -> tuple[float, float]:
+    """(loss, accuracy) of ``model`` in eval mode on a whole split; the model's mode is kept.
+
+    The loss is averaged over examples for cross-entropy and summed for ``"sse"``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; allowed: train, test")
+    x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0.0
+    try:
+        for i in range(0, len(x_all), batch_size):
+            x, y = data.inputs(x_all[i:i + batch_size]), y_all[i:i + batch_size]
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+                out = model(x)
+            n = len(y)
+            batch_loss = loss_fn(loss, out, y)
+            total_loss += batch_loss * (n if loss == "cross_entropy" else 1)
+            correct += _accuracy(out, y) * n
+    finally:
+        model.train(was_training)
+    n_all = len(y_all)
+    mean_loss = total_loss / n_all if loss == "cross_entropy" else total_loss
+    return float(mean_loss), float(correct / n_all)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> Tensor:
+    """The order of the ``n`` training examples in ``epoch``: a permutation drawn on ``device`` by
+    a generator seeded with (seed, epoch), so any step's batch can be recomputed (this is what
+    makes resuming exact). Batch k of the epoch is ``perm[k * batch_size:(k + 1) * batch_size]``;
+    the last incomplete batch is dropped."""
+    g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g, device=device)
+
+
+def _check(steps: int, lr: float, batch_size: int | None, eval_every: int, loss: str,
+           data: Data) -> None:
+    if not isinstance(data, Data):
+        raise TypeError(f"data must be a bnutils.data.Data, got {type(data).__name__}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
+    for name, v in (("steps", steps), ("eval_every", eval_every)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or
+                                   not 1 <= batch_size <= len(data.x_train)):
+        raise ValueError(f"batch_size must be None (full batch) or in 1..{len(data.x_train)}, "
+                         f"got {batch_size!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and np.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+
+
+def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: int | None = 128,
+          seed: int = 0, eval_every: int = 100, loss: str = "cross_entropy",
+          probe: Probe | None = None, device: torch.device | str | None = None,
+          amp: bool = False, channels_last: bool = False, compile: bool = False,
+          checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
+          progress: bool = True) -> History:
+    """Train ``model`` in place with plain SGD (fixed ``lr``, no momentum or weight decay).
+
+    ``batch_size=None`` is full-batch gradient descent (the DLN of [STIM18] App. A). ``seed``
+    fixes the batch order and torch's global generator (used by noisy BN); the model's
+    initialisation is the caller's. ``device`` defaults to the model's. ``probe(model)`` is called
+    at each evaluation point and must leave the model as it found it (see :mod:`bnutils.probes`).
+    With ``checkpoint`` (a file path) the run saves its state every ``checkpoint_every`` steps
+    and, if the file exists, resumes from it.
+    """
+    _check(steps, lr, batch_size, eval_every, loss, data)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    data = data.to(device)
+    n = len(data.x_train)
+    bs = n if batch_size is None else batch_size
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    forward = torch.compile(model) if compile else model
+    torch.manual_seed(seed)
+
+    train_loss = torch.full((steps,), float("nan"), device=device)
+    train_acc = torch.full((steps,), float("nan"), device=device)
+    evals: list[tuple[int, float, float]] = []
+    probes: list[dict[str, Tensor]] = []
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        start = _resume(Path(checkpoint), model, opt, train_loss, train_acc, evals, probes)
+
+    eval_seconds = 0.0
+
+    def measure(step: int) -> None:
+        nonlocal eval_seconds
+        t = time.perf_counter()
+        evals.append((step, *evaluate(model, data, loss=loss, amp=amp)))
+        if probe is not None:
+            probes.append({k: v.detach().cpu() for k, v in probe(model).items()})
+        eval_seconds += time.perf_counter() - t
+
+    t0 = time.perf_counter()
+    if start == 0:
+        measure(0)
+    model.train()
+    diverged_at, checked, saved = None, start, start
+    bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", leave=False)
+    per_epoch, epoch, perm = n // bs, -1, None
+    for t in range(start, steps):
+        if batch_size is None:
+            x, y = data.inputs(data.x_train), data.y_train
+        else:
+            if t // per_epoch != epoch:
+                epoch = t // per_epoch
+                perm = epoch_permutation(n, seed, epoch, device)
+            idx = perm[(t % per_epoch) * bs:(t % per_epoch + 1) * bs]
+            x, y = data.inputs(data.x_train[idx]), data.y_train[idx]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = forward(x)
+        batch_loss = loss_fn(loss, out, y)
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        train_loss[t] = batch_loss.detach()
+        train_acc[t] = _accuracy(out.detach(), y)
+        bar.update()
+        done = t + 1
+        if done % eval_every and done < steps:
+            continue
+        finite = torch.isfinite(train_loss[checked:done])
+        if not bool(finite.all()):  # the host waits for the device only here
+            diverged_at = checked + int((~finite).nonzero()[0]) + 1
+            break
+        checked = done
+        measure(done)
+        bar.set_postfix(loss=f"{float(train_loss[t]):.3g}", test_acc=f"{evals[-1][2]:.3f}")
+        if checkpoint is not None and done - saved >= checkpoint_every and done < steps:
+            _save(Path(checkpoint), done, model, opt, train_loss, train_acc, evals, probes)
+            saved = done
+    bar.close()
+    taken = diverged_at if diverged_at is not None else steps
+    seconds = time.perf_counter() - t0 - eval_seconds
+    eval_steps, test_loss, test_acc = (np.array(c) for c in zip(*evals))
+    names = probes[0] if probes else {}
+    return History(
+        train_loss=train_loss[:taken].cpu().numpy(), train_acc=train_acc[:taken].cpu().numpy(),
+        eval_steps=eval_steps.astype(int), test_loss=test_loss, test_acc=test_acc,
+        probes={k: torch.stack([p[k] for p in probes]).numpy() for k in names},
+        diverged_at=diverged_at, steps=taken, seconds=seconds,
+        examples_per_s=(taken - start) * bs / seconds if seconds > 0 else float("nan"))
+
+
+def _save(path: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
+          train_loss: Tensor, train_acc: Tensor, evals: list, probes: list) -> None:
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    cache.atomic_save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                       "train_loss": train_loss[:step].cpu(), "train_acc": train_acc[:step].cpu(),
+                       "evals": evals, "probes": probes, "rng": rng}, path)
+
+
+def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer, train_loss: Tensor,
+            train_acc: Tensor, evals: list, probes: list) -> int:
+    state = cache.load(path)
+    if state is None:  # unreadable checkpoint: start again
+        return 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    step = state["step"]
+    train_loss[:step] = state["train_loss"].to(train_loss.device)
+    train_acc[:step] = state["train_acc"].to(train_acc.device)
+    evals.extend(state["evals"])
+    probes.extend(state["probes"])
+    torch.set_rng_state(state["rng"]["cpu"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return step
+
+
+def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Module], data: Data,
+                 **train_kw: Any) -> History:
+    """:func:`train` a freshly built model, cached under ``(name, params, train_kw, data)``.
+
+    ``params`` must hold everything ``build`` and ``probe`` depend on (e.g. the model's
+    configuration); ``build`` is called after seeding torch with ``train_kw["seed"]``. A partial
+    run checkpoints next to the cache entry and resumes when interrupted.
+    """
+    key_params = {**params, "data": (data.name, tuple(data.x_train.shape)),
+                  **{k: v for k, v in train_kw.items() if k not in ("probe", "progress")}}
+    ckpt = cache.cache_dir() / f"{cache.cache_key(name, key_params)}.ckpt"
+
+    def compute() -> History:
+        torch.manual_seed(train_kw.get("seed", 0))
+        history = train(build(), data, checkpoint=ckpt, **train_kw)
+        ckpt.unlink(missing_ok=True)
+        return history
+
+    return cache.cached(name, key_params, compute)
