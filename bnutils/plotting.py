@@ -4,6 +4,7 @@ from __future__ import annotations
 import matplotlib
 
 import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
 #: One colour per method, used by every chapter.
@@ -28,7 +29,14 @@ LABELS: dict[str, str] = {
 
 
 def use_style() -> None:
-    """Apply the house style (call once at the top of a chapter)."""
+    """Apply the house style (call once at the top of a chapter).
+
+    Also makes IPython render figures as PNG whatever the matplotlib backend (under ``Agg``, as
+    the Makefile sets, a displayed or glued figure would otherwise carry no image).
+    """
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("png")
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
     matplotlib.rcParams.update({
         "figure.dpi": 110, "savefig.dpi": 150, "figure.autolayout": False,
@@ -48,3 +56,21 @@ def done(fig: plt.Figure) -> plt.Figure:
     """Close a finished figure so it shows only where it is glued, and return it for glue()."""
     plt.close(fig)
     return fig
+
+
+def running_mean(y: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the last ``n`` values at each point (fewer at the start): smooths per-step curves."""
+    c = np.cumsum(np.insert(np.asarray(y, dtype=float), 0, 0.0))
+    i = np.arange(1, len(c))
+    return (c[i] - c[np.maximum(i - n, 0)]) / np.minimum(i, n)
+
+
+def percentile_bands(ax: "matplotlib.axes.Axes", steps: np.ndarray, samples: np.ndarray,
+                     color: str, label: str | None = None) -> None:
+    """Distribution of sampled activations over training, as in [IS15] Fig. 1(b, c): the median
+    and the 15-85th (dark) and 5-95th (light) percentile bands of ``samples[k]`` (all its values)
+    at ``steps[k]``."""
+    q = np.percentile(np.asarray(samples).reshape(len(steps), -1), [5, 15, 50, 85, 95], axis=1)
+    ax.fill_between(steps, q[0], q[4], color=color, alpha=0.15, lw=0)
+    ax.fill_between(steps, q[1], q[3], color=color, alpha=0.35, lw=0)
+    ax.plot(steps, q[2], color=color, lw=1.5, label=label)
