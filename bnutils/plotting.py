@@ -15,7 +15,7 @@ COLORS: dict[str, str] = {
     "l1": "#c44e52",
     "l2": "#8172b3",
     "linf": "#937860",
-    "gdnp": "#dd8452",
+    "gdnp": "#da8bc3",
     "gd": "#4c72b0",
     "adam": "#55a868",
     "theory": "#333333",

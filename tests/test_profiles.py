@@ -64,3 +64,10 @@ def test_bad_values_fail_with_clear_messages():
 
 def test_profiles_tuple():
     assert PROFILES == ("quick", "full", "auto")
+
+
+def test_condition_numbers_are_checked():
+    with pytest.raises(ValueError, match="kappa must be a condition number >= 1"):
+        configure("05", profile="quick", kappa=0.5)
+    with pytest.raises(ValueError, match="kappas must be a condition number"):
+        configure("04", profile="quick", kappas=[10, -3])

@@ -1,0 +1,515 @@
+"""Learning halfspaces and one-hidden-layer tanh networks with GDNP ([KDL+19] Sec. 4-5, Alg. 1).
+
+Halfspaces: minimise F(wtilde) = E[phi(z^T wtilde)] with z = -y x, so that a positive margin
+y x^T wtilde gives a negative argument, and phi the logistic loss phi(t) = log(1 + e^t): convex,
+with phi' = sigmoid in (0, 1) and phi'' <= 1/4 (the bounded derivatives [KDL+19] assume). For
+z ~ N(u, S), z^T wtilde ~ N(u^T wtilde, ||wtilde||_S^2), so F and its gradient are 1-D Gaussian
+expectations, computed to float64 accuracy by quadrature, and by Stein's lemma
+
+    grad F(wtilde) = c1 u + c2 S wtilde,   c1 = E[phi'(z^T wtilde)],  c2 = E[phi''(z^T wtilde)]
+
+so a critical point satisfies wtilde = -(c1/c2) S^{-1} u: it lies on the line through S^{-1} u
+([KDL+19] Lemma on the critical points). With wtilde = g w / ||w||_S ([KDL+19] Eq. 3), f(w, g) =
+F(g w / ||w||_S) depends on w only through m(w) = u^T w / ||w||_S.
+
+GDNP ([KDL+19] Alg. 1, as we can read it: the step size and stopping rule are UNSURE in our
+sources): from w_0, repeat for t = 0, 1, ..., T_d - 1
+
+    g_t     = Bisection(T_s, df/dg(w_t, .), -g_max, g_max)       (length: root of df/dg)
+    stop if ||w_t||_S^2 ||grad_w f(w_t, g_t)||_{S^{-1}}^2 <= eps
+    w_{t+1} = w_t - s_t grad_w f(w_t, g_t),   s_t = ||w_t||_S^3 / (L |g_t| c1_t |u^T w_t|)
+
+With this s_t the direction update is exactly the Rayleigh-quotient step of Chapter 4 (derived in
+the chapter), so the direction converges at the rate 1 - theta_1/L <= 1 - mu/L per step, while
+T_s bisection steps leave |g_t - g*(w_t)| <= 2^(-T_s) g_max: the two terms of [KDL+19]'s bound.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+from tqdm import tqdm
+
+from .decoupling import (DTYPE, RateFit, bn_weight, check_positive, check_spd, fit_linear_rate,
+                         s_norm, spd_matrix)
+
+# ------------------------------------------------------------------------------------------------
+# The loss phi and the halfspace objectives
+# ------------------------------------------------------------------------------------------------
+
+
+def phi(t: Tensor) -> Tensor:
+    """The logistic loss on the argument z^T wtilde = -y x^T wtilde: log(1 + e^t)."""
+    return torch.nn.functional.softplus(t)
+
+
+def dphi(t: Tensor) -> Tensor:
+    return torch.sigmoid(t)
+
+
+def d2phi(t: Tensor) -> Tensor:
+    s = torch.sigmoid(t)
+    return s * (1 - s)
+
+
+class Halfspace:
+    """F(wtilde) = E[phi(z^T wtilde)] for z with mean u and covariance S ([KDL+19] Sec. 4).
+    Subclasses define the expectation: :class:`GaussianHalfspace` (population, z ~ N(u, S)) and
+    :class:`SampleHalfspace` (the mean over a data set)."""
+
+    def __init__(self, u: Tensor, S: Tensor) -> None:
+        check_spd(S)
+        if u.shape != S.shape[:1]:
+            raise ValueError(f"u must have shape ({S.shape[0]},), got {tuple(u.shape)}")
+        self.u, self.S = u, S
+        eig = torch.linalg.eigvalsh(S)
+        self.mu, self.L = float(eig[0]), float(eig[-1])
+
+    def loss(self, wt: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def grad(self, wt: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def mean_dphi(self, wt: Tensor) -> Tensor:
+        """c1 = E[phi'(z^T wtilde)], used by the GDNP step size."""
+        raise NotImplementedError
+
+    def grad_norm(self, wt: Tensor) -> float:
+        """||grad F(wtilde)||_{S^{-1}}: parametrisation-free, comparable across methods."""
+        return _dual_norm(self.grad(wt), self.S)
+
+
+class GaussianHalfspace(Halfspace):
+    """z ~ N(u, S): F, grad F and c1 as 1-D expectations E[h(a + b eps)], eps ~ N(0, 1),
+    a = u^T wtilde, b = ||wtilde||_S, by the trapezoid rule on ``n_nodes`` equispaced points of
+    [-10, 10] (geometrically convergent for analytic integrands; Gauss-Hermite, with nodes ~0.2
+    apart, cannot resolve phi(a + b eps) once b ~ 10); grad F by Stein's lemma."""
+
+    def __init__(self, u: Tensor, S: Tensor, n_nodes: int = 2001) -> None:
+        super().__init__(u, S)
+        self.nodes = torch.linspace(-10, 10, n_nodes, dtype=DTYPE, device=S.device)
+        dens = torch.exp(-self.nodes ** 2 / 2) / np.sqrt(2 * np.pi)
+        self.weights = dens * (self.nodes[1] - self.nodes[0])
+
+    def expect(self, h: Callable[[Tensor], Tensor], wt: Tensor) -> Tensor:
+        """E[h(z^T wtilde)] for z ~ N(u, S)."""
+        return self.weights @ h(self.u @ wt + s_norm(wt, self.S) * self.nodes)
+
+    def loss(self, wt: Tensor) -> Tensor:
+        return self.expect(phi, wt)
+
+    def mean_dphi(self, wt: Tensor) -> Tensor:
+        return self.expect(dphi, wt)
+
+    def grad(self, wt: Tensor) -> Tensor:
+        return self.expect(dphi, wt) * self.u + self.expect(d2phi, wt) * (self.S @ wt)
+
+    def critical_line(self) -> Tensor:
+        """S^{-1} u, the direction of every critical point."""
+        return torch.linalg.solve(self.S, self.u)
+
+
+class SampleHalfspace(Halfspace):
+    """F(wtilde) = mean_i phi(z_i^T wtilde) over the rows z_i of Z; u and S are Z's mean and
+    (biased) covariance, so the BN reparametrisation uses the full-batch statistics."""
+
+    def __init__(self, Z: Tensor) -> None:
+        Zc = Z - Z.mean(0)
+        super().__init__(Z.mean(0), Zc.T @ Zc / Z.shape[0])
+        self.Z = Z
+
+    def loss(self, wt: Tensor) -> Tensor:
+        return phi(self.Z @ wt).mean()
+
+    def mean_dphi(self, wt: Tensor) -> Tensor:
+        return dphi(self.Z @ wt).mean()
+
+    def grad(self, wt: Tensor) -> Tensor:
+        return self.Z.T @ dphi(self.Z @ wt) / self.Z.shape[0]
+
+
+def gaussian_halfspace(d: int, kappa: float, seed: int = 0, snr: float = 1.0,
+                       device: torch.device | str = "cpu") -> GaussianHalfspace:
+    """z ~ N(u, S): S from :func:`bnutils.decoupling.spd_matrix` (spectrum [1, kappa]), u random
+    and scaled so that u^T S^{-1} u = snr^2 (the classes overlap, so the minimiser is bounded)."""
+    check_positive("snr", snr)
+    gen = torch.Generator().manual_seed(seed)
+    S = spd_matrix(d, kappa, gen)
+    u = torch.randn(d, generator=gen, dtype=DTYPE)
+    u = u * snr / torch.sqrt(u @ torch.linalg.solve(S, u))
+    return GaussianHalfspace(u.to(device), S.to(device))
+
+
+def sample_halfspace(d: int, kappa: float, n: int, nu: float | None = None, seed: int = 0,
+                     device: torch.device | str = "cpu") -> SampleHalfspace:
+    """n samples z = u + S^{1/2} t, u and S as in :func:`gaussian_halfspace`, t with i.i.d.
+    N(0, 1) coordinates (``nu=None``) or Student-t(nu) coordinates scaled to unit variance (heavy
+    tailed and, unlike a multivariate t, not elliptical)."""
+    if nu is not None and not nu > 2:
+        raise ValueError(f"nu must be > 2 (finite variance) or None (Gaussian), got {nu!r}")
+    p = gaussian_halfspace(d, kappa, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    if nu is None:
+        T = torch.randn(n, d, generator=gen, dtype=DTYPE)
+    else:  # t = N / sqrt(chi2_nu / nu), chi2_nu = 2 Gamma(nu/2), from the seeded generator
+        chi2 = torch.from_numpy(np.random.default_rng(seed + 1).chisquare(nu, (n, d)))
+        T = torch.randn(n, d, generator=gen, dtype=DTYPE) / torch.sqrt(chi2 / nu)
+        T = T / np.sqrt(nu / (nu - 2))
+    lam, V = torch.linalg.eigh(p.S.cpu())
+    Z = p.u.cpu() + T @ (V * lam.sqrt()) @ V.T
+    return SampleHalfspace(Z.to(device))
+
+
+def digits_halfspace(n_components: int = 20, device: torch.device | str = "cpu"
+                     ) -> SampleHalfspace:
+    """sklearn's 8x8 digits (1,797 images), even (y = +1) against odd digits, pixels projected on
+    their top ``n_components`` principal components (the raw pixels have a singular covariance);
+    z = -y x."""
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    X, digit = load_digits(return_X_y=True)
+    X = PCA(n_components, random_state=0).fit_transform(X / 16.0)
+    y = np.where(digit % 2 == 0, 1.0, -1.0)
+    return SampleHalfspace(torch.tensor(-y[:, None] * X, dtype=DTYPE, device=device))
+
+
+# ------------------------------------------------------------------------------------------------
+# The BN parametrisation of any objective with a gradient
+# ------------------------------------------------------------------------------------------------
+
+
+def bn_grads(problem, w: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """(grad_w f, df/dg) for f(w, g) = F(g w / ||w||_S) by the chain rule from grad F:
+    df/dg = grad F . w/||w||_S and grad_w f = (g/||w||_S)(grad F - (df/dg) S w/||w||_S);
+    row by row when w holds one unit per row."""
+    n = s_norm(w, problem.S)[..., None]
+    G = problem.grad(bn_weight(w, g, problem.S))
+    v = w / n
+    dg = (G * v).sum(-1)
+    return g[..., None] / n * (G - dg[..., None] * (v @ problem.S)), dg
+
+
+def bisection(fn: Callable[[float], float], a: float, b: float, T_s: int) -> float:
+    """Classical bisection ([KDL+19] Alg. 1, "Bisection(T_s, ...)") for a root of an increasing
+    ``fn`` on [a, b]: T_s halvings, then the midpoint, so |result - root| <= (b - a) 2^-(T_s+1).
+    If ``fn`` does not change sign on [a, b], the endpoint towards which f decreases is returned
+    (the length is then held at the box)."""
+    if isinstance(T_s, bool) or not isinstance(T_s, int) or T_s < 1:
+        raise ValueError(f"T_s must be an integer >= 1, got {T_s!r}")
+    if not a < b:
+        raise ValueError(f"need a < b, got [{a}, {b}]")
+    if fn(a) >= 0:
+        return a
+    if fn(b) <= 0:
+        return b
+    for _ in range(T_s):
+        mid = (a + b) / 2
+        a, b = (mid, b) if fn(mid) < 0 else (a, mid)
+    return (a + b) / 2
+
+
+def halfspace_step(problem: Halfspace, w: Tensor, g: Tensor) -> Tensor:
+    """s_t = ||w||_S^3 / (L |g| c1 |u^T w|): the GDNP step ([KDL+19] Alg. 1, form
+    ||w||_S^3 / (L g h(w, g)); h read as c1 |u^T w|, UNSURE) that turns the direction update into
+    the Rayleigh step of Chapter 4."""
+    n = s_norm(w, problem.S)
+    c1 = problem.mean_dphi(bn_weight(w, g, problem.S))
+    return n ** 3 / (problem.L * g.abs() * c1 * (problem.u @ w).abs())
+
+
+@dataclass
+class History:
+    """Per-iteration records of a run: the loss F and ||grad F||_{S^{-1}} at the effective weight;
+    ``final`` is the last effective weight wtilde."""
+
+    grad_norm: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    final: Tensor | None = None
+
+    def record(self, problem, wt: Tensor) -> None:
+        self.grad_norm.append(problem.grad_norm(wt))
+        self.loss.append(float(problem.loss(wt)))
+
+    def tensor(self, key: str = "grad_norm") -> Tensor:
+        return torch.tensor(getattr(self, key), dtype=DTYPE)
+
+
+def gdnp(problem, w0: Tensor, T_d: int, T_s: int, *, step: str | float = "paper",
+         g_max: float = 20.0, eps: float = 0.0) -> tuple[Tensor, Tensor, History]:
+    """GDNP ([KDL+19] Alg. 1) for one unit; returns (w, g, history) after T_d direction steps.
+
+    ``step="paper"``: s_t from :func:`halfspace_step` (halfspace problems only); a number eta:
+    the scale-free step s_t = eta ||w_t||_S^2 / |g_t|, under which the direction moves by
+    eta ||P grad F|| whatever ||w_t|| and g_t are. The direction loop stops early once
+    ||w_t||_S^2 ||grad_w f(w_t, g_t)||^2_{S^{-1}} <= eps (our reading of the stopping rule).
+    """
+    _check_int("T_d", T_d)
+    _check_int("T_s", T_s)
+    check_positive("g_max", g_max)
+    if step != "paper":
+        check_positive("step", step)
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps!r}")
+    w, hist = w0.clone(), History()
+    for _ in range(T_d):
+        g = _length(problem, w, T_s, g_max)
+        dw, _ = bn_grads(problem, w, g)
+        hist.record(problem, bn_weight(w, g, problem.S))
+        if float(s_norm(w, problem.S)) ** 2 * _dual_norm(dw, problem.S) ** 2 <= eps:
+            break
+        s = halfspace_step(problem, w, g) if step == "paper" \
+            else step * s_norm(w, problem.S) ** 2 / g.abs()
+        w = w - s * dw
+    g = _length(problem, w, T_s, g_max)
+    hist.final = bn_weight(w, g, problem.S)
+    return w, g, hist
+
+
+def _length(problem, w: Tensor, T_s: int, g_max: float) -> Tensor:
+    """g = Bisection(T_s) on df/dg(w, .) over [-g_max, g_max]."""
+    v = w / s_norm(w, problem.S)
+    g = bisection(lambda g: float(problem.grad(g * v) @ v), -g_max, g_max, T_s)
+    return torch.tensor(g, dtype=DTYPE, device=w.device)
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines: GD, GD with BN, Adam; tuned on a grid of step sizes
+# ------------------------------------------------------------------------------------------------
+
+
+def gd(problem, wt0: Tensor, steps: int, lr: float) -> History:
+    """Plain gradient descent on F(wtilde)."""
+    _check_int("steps", steps)
+    check_positive("lr", lr)
+    wt, hist = wt0.clone(), History()
+    for _ in range(steps):
+        hist.record(problem, wt)
+        wt = wt - lr * problem.grad(wt)
+    hist.final = wt
+    return hist
+
+
+def gd_bn(problem, w0: Tensor, g0: float, steps: int, lr: float) -> History:
+    """Gradient descent on f(w, g) = F(g w / ||w||_S), the same step for w and g: what training
+    a BN unit with GD does ([IS15] Alg. 1 with full-batch statistics)."""
+    _check_int("steps", steps)
+    check_positive("lr", lr)
+    w = w0.clone()
+    g = torch.full(w.shape[:-1], float(g0), dtype=DTYPE, device=w.device)
+    hist = History()
+    for _ in range(steps):
+        hist.record(problem, bn_weight(w, g, problem.S))
+        dw, dg = bn_grads(problem, w, g)
+        w, g = w - lr * dw, g - lr * dg
+    hist.final = bn_weight(w, g, problem.S)
+    return hist
+
+
+def adam(problem, wt0: Tensor, steps: int, lr: float) -> History:
+    """Adam (Kingma & Ba 2015, default betas) on F(wtilde) with exact gradients."""
+    _check_int("steps", steps)
+    check_positive("lr", lr)
+    param = torch.nn.Parameter(wt0.clone())
+    opt = torch.optim.Adam([param], lr=lr)
+    hist = History()
+    for _ in range(steps):
+        with torch.no_grad():
+            hist.record(problem, param.data)
+            param.grad = problem.grad(param.data)
+        opt.step()
+    hist.final = param.data.clone()
+    return hist
+
+
+def tune(run: Callable[[float], History], lrs: list[float], key: str = "grad_norm"
+         ) -> tuple[float, History, dict]:
+    """Run ``run(lr)`` for every step size and keep the best: the smallest mean of log10 of the
+    record ``key`` (gradient norm, or loss when the optimum is 0) over the last quarter of the
+    run (a diverged run counts as infinite). Returns (best lr, its history, {lr: score})."""
+    scores, runs = {}, {}
+    for lr in lrs:
+        runs[lr] = run(lr)
+        e = runs[lr].tensor(key)
+        tail = e[-max(1, len(e) // 4):]
+        scores[lr] = float(tail.log10().mean()) if torch.isfinite(tail).all() and (tail > 0).all() \
+            else float("inf")
+    best = min(lrs, key=lambda lr: scores[lr])
+    return best, runs[best], scores
+
+
+# ------------------------------------------------------------------------------------------------
+# One hidden layer of tanh units ([KDL+19] Sec. 5)
+# ------------------------------------------------------------------------------------------------
+
+
+class TanhMLP:
+    """F(x) = sum_i theta_i tanh(x^T wtilde_i) with fixed output weights theta, squared loss
+    (1/2n) sum (F(x_j) - y_j)^2 over a data set X (rows x_j), input weights wtilde (one row per
+    unit). S is X's (biased) covariance: the BN statistics of the full batch."""
+
+    def __init__(self, X: Tensor, y: Tensor, theta: Tensor) -> None:
+        self.X, self.y, self.theta = X, y, theta
+        Xc = X - X.mean(0)
+        self.S = Xc.T @ Xc / X.shape[0]
+        check_spd(self.S)
+
+    def loss(self, Wt: Tensor) -> Tensor:
+        return 0.5 * ((torch.tanh(self.X @ Wt.T) @ self.theta - self.y) ** 2).mean()
+
+    def grad(self, Wt: Tensor) -> Tensor:
+        """dloss/dwtilde_i = mean_j r_j theta_i (1 - tanh^2(x_j^T wtilde_i)) x_j, r = F - y."""
+        h = torch.tanh(self.X @ Wt.T)
+        r = h @ self.theta - self.y
+        return ((r[:, None] * (1 - h ** 2)) * self.theta).T @ self.X / self.X.shape[0]
+
+    def grad_norm(self, Wt: Tensor) -> float:
+        return _dual_norm(self.grad(Wt), self.S)
+
+    def unit(self, Wt: Tensor, i: int) -> "_Unit":
+        """The objective as a function of unit i's weights alone, the others held at Wt."""
+        return _Unit(self, Wt, i)
+
+
+class _Unit:
+    def __init__(self, net: TanhMLP, Wt: Tensor, i: int) -> None:
+        self.net, self.Wt, self.i, self.S = net, Wt, i, net.S
+
+    def _with(self, wt: Tensor) -> Tensor:
+        Wt = self.Wt.clone()
+        Wt[self.i] = wt
+        return Wt
+
+    def grad(self, wt: Tensor) -> Tensor:
+        return self.net.grad(self._with(wt))[self.i]
+
+
+def teacher_mlp(d: int, m: int, n: int, kappa: float, seed: int = 0,
+                device: torch.device | str = "cpu") -> tuple[TanhMLP, Tensor]:
+    """A realisable problem: x ~ N(0, S) (spectrum [1, kappa]), y from a teacher with m tanh
+    units of S-norm 1 and output weights theta = +-1; the student shares theta. Returns the
+    problem and the teacher's weights."""
+    gen = torch.Generator().manual_seed(seed)
+    S = spd_matrix(d, kappa, gen)
+    X = torch.randn(n, d, generator=gen, dtype=DTYPE) @ torch.linalg.cholesky(S).T
+    W = torch.randn(m, d, generator=gen, dtype=DTYPE)
+    W = W / s_norm(W, S)[:, None]
+    theta = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0).to(DTYPE)
+    y = torch.tanh(X @ W.T) @ theta
+    return TanhMLP(X.to(device), y.to(device), theta.to(device)), W.to(device)
+
+
+def gdnp_mlp(net: TanhMLP, W0: Tensor, rounds: int, T_s: int, eta: float,
+             g_max: float = 5.0) -> History:
+    """GDNP unit by unit ([KDL+19] Sec. 5): each round visits the units in turn; a visit sets the
+    unit's length by bisection (T_s steps on [-g_max, g_max]) and takes one direction step with
+    the scale-free step eta ||w_i||_S^2 / |g_i|, the other units fixed. Records the whole network's
+    loss and ||grad||_{S^{-1}} before every round (one update of every unit), from g = 1."""
+    _check_int("rounds", rounds)
+    _check_int("T_s", T_s)
+    check_positive("eta", eta)
+    W = W0.clone()
+    g = torch.ones(W.shape[0], dtype=DTYPE, device=W.device)
+    hist = History()
+    for _ in range(rounds):
+        hist.record(net, bn_weight(W, g, net.S))
+        for i in range(W.shape[0]):
+            unit = net.unit(bn_weight(W, g, net.S), i)
+            g[i] = _length(unit, W[i], T_s, g_max)
+            dw, _ = bn_grads(unit, W[i], g[i])
+            W[i] = W[i] - eta * s_norm(W[i], net.S) ** 2 / g[i].abs() * dw
+    hist.final = bn_weight(W, g, net.S)
+    return hist
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def compare(problem, w0: Tensor, steps: int, T_s: int, lrs: list[float]) -> dict:
+    """GDNP against GD, GD with BN and Adam, from the same start (wtilde_0 = w_0 / ||w_0||_S row
+    by row, g_0 = 1) for ``steps`` iterations: gradient steps for the baselines, direction steps
+    for GDNP on a halfspace (step "paper"), rounds of :func:`gdnp_mlp` on a :class:`TanhMLP`.
+    Each baseline, and GDNP's eta on a network, runs at its best step size from ``lrs``
+    (:func:`tune`; scored by the gradient norm, by the loss on a network, whose optimum is 0).
+    Returns {"curves": {method: History}, "tuned": {method: (lr, scores)}}."""
+    wt0 = w0 / s_norm(w0, problem.S)[..., None]
+    runs = {"gd": lambda lr: gd(problem, wt0, steps, lr),
+            "bn": lambda lr: gd_bn(problem, w0, 1.0, steps, lr),
+            "adam": lambda lr: adam(problem, wt0, steps, lr)}
+    network = isinstance(problem, TanhMLP)
+    if network:
+        runs["gdnp"] = lambda eta: gdnp_mlp(problem, w0, steps, T_s, eta)
+    curves, tuned = {}, {}
+    for name, run in tqdm(runs.items(), desc="methods"):
+        lr, curves[name], scores = tune(run, lrs, key="loss" if network else "grad_norm")
+        tuned[name] = (lr, scores)
+    if not network:
+        curves["gdnp"] = gdnp(problem, w0, steps, T_s)[2]
+    return {"curves": curves, "tuned": tuned}
+
+
+def critical_point(problem: Halfspace, wt0: Tensor, steps: int) -> Tensor:
+    """A critical point of F found without using its structure: ``steps`` of plain GD at
+    lr = 4 / lambda_max(S + u u^T), one over the smoothness bound
+    E[phi''(z^T wtilde) z z^T] <= E[z z^T] / 4."""
+    lr = 4 / float(torch.linalg.eigvalsh(problem.S + torch.outer(problem.u, problem.u))[-1])
+    return gd(problem, wt0, steps, lr).final
+
+
+def bisection_floor(T_s: list[int], hists: list[History], tail: float = 0.2) -> RateFit:
+    """The floor of GDNP's gradient norm (median over the last ``tail`` of each run) against the
+    number of bisection steps: the slope of log2(floor) per bisection step, with a 95% t CI.
+    [KDL+19]'s bound predicts a floor proportional to 2^(-T_s): slope -1."""
+    floors = [float(h.tensor()[-max(1, int(tail * len(h.grad_norm))):].median()) for h in hists]
+    res = stats.linregress(T_s, np.log2(floors))
+    half = stats.t.ppf(0.975, len(T_s) - 2) * res.stderr
+    return RateFit(float(res.slope), float(res.slope - half), float(res.slope + half),
+                   min(T_s), max(T_s), len(T_s), 0.95)
+
+
+def sin_to_line(problem: Halfspace, wt: Tensor) -> float:
+    """|sin| of the S-angle between wtilde and the line through S^{-1} u, from the S-norm of the
+    component of wtilde S-orthogonal to the line (accurate down to 1e-16, unlike 1 - cos^2)."""
+    line = torch.linalg.solve(problem.S, problem.u)
+    e = wt - (wt @ problem.u) / (line @ problem.u) * line
+    return float(s_norm(e, problem.S) / s_norm(wt, problem.S))
+
+
+def linear_rate(hist: History, upper: float = 1e-2, lower: float = 1e-10,
+                key: str = "grad_norm") -> RateFit | None:
+    """:func:`bnutils.decoupling.fit_linear_rate` of the record ``key``, or None when the run
+    never gets below ``upper`` times its start (no linear phase to fit)."""
+    try:
+        return fit_linear_rate(hist.tensor(key), upper=upper, lower=lower)
+    except ValueError:
+        return None
+
+
+def is_linear(hist: History, fit: RateFit | None, tol: float = 2.0,
+              key: str = "grad_norm") -> bool:
+    """True when ``fit`` is a decrease and the slopes fitted separately on the two halves of its
+    window agree within a factor ``tol``: a constant rate (linear convergence), not a slowing
+    curve."""
+    if fit is None or fit.n < 8:
+        return False
+    e = hist.tensor(key)
+    mid = (fit.first + fit.last) // 2
+    a = fit_linear_rate(e[fit.first:mid + 1], upper=1.0, lower=1e-300).slope
+    b = fit_linear_rate(e[mid:fit.last + 1], upper=1.0, lower=1e-300).slope
+    return fit.hi < 0 and a < 0 and b < 0 and max(a / b, b / a) <= tol
+
+
+def _dual_norm(G: Tensor, S: Tensor) -> float:
+    """||G||_{S^{-1}} = sqrt(sum_i G_i^T S^{-1} G_i) (Frobenius over rows)."""
+    G = G.reshape(-1, G.shape[-1])
+    return float(torch.sqrt((G * torch.linalg.solve(S, G.T).T).sum()))
+
+
+def _check_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from bnutils.decoupling import (DTYPE, OLS, bn_ols_grad, bn_ols_loss, bn_unit, bn_weight,
+                                check_spd, condition_sweep, decoupling_checks, empirical_cov,
+                                fit_linear_rate, gd_bn_ols, gd_ols, ols_grad, ols_loss,
+                                ols_solution, optimal_length, rayleigh, rayleigh_gap, rayleigh_grad,
+                                rayleigh_local_rate, rayleigh_max, s_norm, spd_matrix)
+
+
+@pytest.fixture
+def problem():
+    return OLS.random(8, 20.0, seed=3)
+
+
+def randn(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
+
+
+def autograd(f, *args):
+    args = [a.clone().requires_grad_(True) for a in args]
+    return torch.autograd.grad(f(*args), args)
+
+
+def test_spectrum_is_the_requested_one():
+    lam = torch.linalg.eigvalsh(spd_matrix(6, 50.0, torch.Generator().manual_seed(0)))
+    assert lam[0].item() == pytest.approx(1.0) and lam[-1].item() == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("S, match", [
+    (torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=DTYPE), "symmetric"),
+    (torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=DTYPE), "positive definite"),
+    (torch.ones(3, dtype=DTYPE), "square matrix"),
+])
+def test_bad_covariance_is_refused(S, match):
+    with pytest.raises(ValueError, match=match):
+        check_spd(S)
+    with pytest.raises(ValueError, match=match):
+        OLS(S, torch.ones(2, dtype=DTYPE))
+
+
+def test_bad_arguments_are_refused(problem):
+    w = randn(8)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        gd_ols(problem, w, 10, lr=-0.1)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        gd_bn_ols(problem, w, 0)
+    with pytest.raises(ValueError, match="kappa"):
+        OLS.random(4, 0.5)
+    with pytest.raises(ValueError, match="u must have shape"):
+        OLS(problem.S, torch.ones(3, dtype=DTYPE))
+
+
+def test_ols_solution_is_the_least_squares_fit():
+    X, y = randn(200, 5, seed=1), randn(200, seed=2)
+    p = OLS(X.T @ X / 200, -X.T @ y / 200)  # S = E[x x^T], u = E[-y x] on the sample
+    expected = torch.linalg.lstsq(X, y[:, None]).solution[:, 0]
+    torch.testing.assert_close(ols_solution(p), expected)
+    assert ols_loss(p, expected).item() == pytest.approx(-(p.u @ torch.linalg.solve(p.S, p.u)))
+
+
+def test_hand_written_gradients_match_autograd(problem):
+    w, wt, g = randn(8, seed=4), randn(8, seed=5), torch.tensor(0.7, dtype=DTYPE)
+    torch.testing.assert_close(ols_grad(problem, wt),
+                               autograd(lambda v: ols_loss(problem, v), wt)[0])
+    torch.testing.assert_close(rayleigh_grad(problem, w),
+                               autograd(lambda v: rayleigh(problem, v), w)[0])
+    gw, gg = bn_ols_grad(problem, w, g)
+    aw, ag = autograd(lambda v, h: bn_ols_loss(problem, v, h), w, g)
+    torch.testing.assert_close(gw, aw)
+    torch.testing.assert_close(gg, ag)
+
+
+def test_bn_form_is_ols_at_the_reparametrised_weight(problem):
+    w = randn(8, seed=6)
+    torch.testing.assert_close(bn_ols_loss(problem, w, 1.3),
+                               ols_loss(problem, bn_weight(w, 1.3, problem.S)))
+
+
+def test_optimal_length_leaves_minus_the_rayleigh_quotient(problem):
+    w = randn(8, seed=7)
+    g = optimal_length(problem, w)
+    assert bn_ols_grad(problem, w, g)[1].abs().item() < 1e-12
+    assert bn_ols_loss(problem, w, g).item() == pytest.approx(-rayleigh(problem, w).item())
+    grid = g + torch.linspace(-1, 1, 201, dtype=DTYPE)
+    assert bn_ols_loss(problem, w, grid).min() >= bn_ols_loss(problem, w, g) - 1e-12
+
+
+def test_rayleigh_maximiser_is_the_top_generalised_eigenvector(problem):
+    w_star, rho_star = rayleigh_max(problem)
+    B = torch.outer(problem.u, problem.u)
+    evals, evecs = scipy.linalg.eigh(B.numpy(), problem.S.numpy())
+    top = torch.from_numpy(evecs[:, -1])
+    assert rho_star.item() == pytest.approx(evals[-1])
+    assert abs(torch.nn.functional.cosine_similarity(w_star, top, dim=0).item()) \
+        == pytest.approx(1.0, abs=1e-12)
+    # and the BN optimum reproduces the OLS optimum
+    torch.testing.assert_close(bn_weight(w_star, optimal_length(problem, w_star), problem.S),
+                               ols_solution(problem))
+
+
+def test_rayleigh_gap_is_rho_star_minus_rho(problem):
+    w = randn(8, seed=8)
+    assert rayleigh_gap(problem, w).item() == pytest.approx(
+        (rayleigh_max(problem)[1] - rayleigh(problem, w)).item(), rel=1e-10)
+    assert rayleigh_gap(problem, rayleigh_max(problem)[0]).item() < 1e-25
+
+
+def test_local_rate_lies_between_the_interlacing_bounds(problem):
+    lam = torch.linalg.eigvalsh(problem.S)
+    rate = rayleigh_local_rate(problem)
+    assert 1 - lam[1].item() / problem.L <= rate <= 1 - problem.mu / problem.L
+
+
+def test_gd_rates_match_theory(problem):
+    w0 = randn(8, seed=9)
+    gd = fit_linear_rate(gd_ols(problem, w0, 1500), upper=1e-8, lower=1e-24)
+    assert gd.agrees_with(2 * np.log10(1 - problem.mu / problem.L), rtol=0.03)
+    bn = fit_linear_rate(gd_bn_ols(problem, w0, 1500), upper=1e-8, lower=1e-24)
+    assert bn.agrees_with(2 * np.log10(rayleigh_local_rate(problem)), rtol=0.03)
+    assert bn.slope <= 2 * np.log10(1 - problem.mu / problem.L) * 0.99  # at least the bound
+
+
+def test_fit_linear_rate_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    t = np.arange(300)
+    errors = 10.0 ** (-0.05 * t + rng.normal(0, 0.05, t.size))
+    fit = fit_linear_rate(errors, upper=1.0, lower=1e-20)
+    assert fit.lo < -0.05 < fit.hi and fit.hi - fit.lo < 0.002
+    assert fit.first == 0 and fit.last == 299 and fit.n == 300
+    assert not fit.agrees_with(-0.06, rtol=0.05)
+    # the window stops before the first point under lower * error_0
+    fit = fit_linear_rate(10.0 ** (-0.1 * t), upper=1e-2, lower=1e-10)
+    assert (fit.first, fit.last) == (20, 100) and fit.slope == pytest.approx(-0.1)
+
+
+def test_fit_linear_rate_refuses_bad_input():
+    with pytest.raises(ValueError, match="finite positive"):
+        fit_linear_rate(np.array([1.0, 0.0, 0.1]))
+    with pytest.raises(ValueError, match="never fall"):
+        fit_linear_rate(np.array([1.0, 0.9, 0.8]))
+    with pytest.raises(ValueError, match="only 2 points"):
+        fit_linear_rate(np.array([1.0, 1e-3, 1e-4, 1e-12]))
+
+
+def test_bn_unit_is_scale_invariant_with_orthogonal_gradient():
+    X, y, w = randn(256, 6, seed=10) @ randn(6, 6, seed=11), randn(256, seed=12), randn(6, seed=13)
+    rows = decoupling_checks(X, y, w, 1.5, [0.01, 1.0, 100.0])
+    for r in rows:
+        assert r["max |out(cw) - out(w)|"] < 1e-10
+        assert r["|out - X wtilde|"] < 1e-10
+        assert abs(r["cos(w, grad)"]) < 1e-10
+    assert abs(rows[0]["cos_S(w, grad)"]) > 1e-3  # S-orthogonality is a different statement
+    norms = [r["c * ||grad||"] for r in rows]
+    assert norms == pytest.approx([norms[1]] * 3, rel=1e-9)
+    assert bn_unit(X, w, 1.5).std(correction=0).item() == pytest.approx(1.5)
+    assert empirical_cov(X).shape == (6, 6)
+
+
+def test_condition_sweep_rows():
+    rows = condition_sweep([10.0, 30.0], d=5, n_seeds=2)
+    assert [(r["kappa"], r["seed"]) for r in rows] == [(10.0, 0), (10.0, 1), (30.0, 0), (30.0, 1)]
+    for r in rows:
+        assert r["fit_gd"].agrees_with(r["bound"], rtol=0.05)
+        assert r["fit_bn"].agrees_with(r["local"], rtol=0.05)
+    with pytest.raises(ValueError, match="every kappa must be > 1"):
+        condition_sweep([10.0, 1.0], d=5, n_seeds=1)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_s_norm_neither_underflows_nor_overflows(problem, scale):
+    w = randn(8, seed=15)
+    assert s_norm(scale * w, problem.S).item() == pytest.approx(
+        scale * torch.sqrt(w @ problem.S @ w).item(), rel=1e-12)
+    rows = torch.stack([w, 2 * w])
+    torch.testing.assert_close(s_norm(rows, problem.S), torch.stack([s_norm(w, problem.S),
+                                                                     2 * s_norm(w, problem.S)]))
