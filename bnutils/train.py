@@ -62,15 +62,6 @@ class History:
     def diverged(self) -> bool:
         return self.diverged_at is not None
 
-    def smoothed(self, name: str = "train_acc", window: int = 100) -> np.ndarray:
-        """Running mean of a per-step curve over the last ``window`` steps (fewer at the start):
-        per-batch values are noisy."""
-        curve = getattr(self, name)
-        c = np.concatenate([[0.0], np.cumsum(curve, dtype=np.float64)])
-        k = np.arange(1, len(curve) + 1)
-        lo = np.maximum(k - window, 0)
-        return (c[k] - c[lo]) / (k - lo)
-
 
 def loss_fn(name: str, out: Tensor, y: Tensor) -> Tensor:
     """``"cross_entropy"``: mean over the batch; ``"sse"``: sum over the batch of the squared
