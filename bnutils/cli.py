@@ -118,6 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--missing", action="store_true", help="only chapters with no stored outputs")
     b = sub.add_parser("baselines", help="refresh tests/baselines (quick profile, CPU)")
     b.add_argument("chapters", nargs="*")
+    n = sub.add_parser("bench", help="images/s of the book's training loop vs a plain "
+                       "DataLoader loop (bnutils.benchmark)")
+    n.add_argument("--device", default="auto")
+    n.add_argument("--config", default="D")
+    n.add_argument("--width", type=float, default=0.125)
+    n.add_argument("--batch-size", type=int, default=128)
+    n.add_argument("--steps", type=int, default=40, help="steps per timed segment")
+    n.add_argument("--repeats", type=int, default=3, help="timed segments per loop")
+    n.add_argument("--workers", type=int, default=2, help="DataLoader workers (plain loop)")
+    n.add_argument("--n-train", type=int, default=10_000, help="class-balanced training images")
+    n.add_argument("--amp", action="store_true", help="bf16 autocast")
+    n.add_argument("--channels-last", action="store_true")
+    n.add_argument("--compile", action="store_true", help="torch.compile the model")
     args = ap.parse_args(argv)
 
     if args.cmd == "list":
@@ -138,4 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         for key in args.chapters or chapters():
             nb = _notebook(key)
             run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name)
+    elif args.cmd == "bench":
+        from .benchmark import bench_cifar10
+        try:
+            print(bench_cifar10(**{k: v for k, v in vars(args).items() if k != "cmd"}).table())
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     return 0

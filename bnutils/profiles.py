@@ -63,8 +63,18 @@ def _positive_list(kind: type) -> Callable[[str, Any], str | None]:
     return check
 
 
+def _condition_number(name: str, value: Any) -> str | None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                         or not 1 <= v < math.inf for v in values):
+        return f"{name} must be a condition number >= 1 (or a non-empty list of them), got {value!r}"
+    return None
+
+
 RULES: dict[str, Callable[[str, Any], str | None]] = {
     "seed": _nonnegative_int,
+    "kappa": _condition_number,
+    "kappas": _condition_number,
 }
 """Knob name -> rule. Knobs named like ``lr``, ``steps``, ``*_size``, ``n_*`` get a default rule
 from :func:`_rule_for`; list the others here."""
@@ -102,9 +112,33 @@ class ChapterProfiles:
 CHAPTERS: dict[str, ChapterProfiles] = {
     "01": ChapterProfiles(
         title="The batch normalization transform",
-        quick=dict(dataset="digits", steps=3000, batch_size=60, lr=0.5, eval_every=100),
+        quick=dict(dataset="digits", steps=2000, batch_size=60, lr=0.5, eval_every=50),
         full=dict(dataset="auto", steps=50_000, batch_size=60, lr=0.5, eval_every=500),
         choices=dict(dataset=("auto", "mnist", "digits")),
+    ),
+    "02": ChapterProfiles(
+        title="Internal covariate shift",
+        quick=dict(width=0.125, n_train_per_class=500, n_test_per_class=100, steps=250,
+                   batch_size=128, lr=0.1, lr_large=0.5, eval_every=25, window_steps=50),
+        full=dict(width=1.0, n_train_per_class=5000, n_test_per_class=1000, steps=15_000,
+                  batch_size=128, lr=0.1, lr_large=0.5, eval_every=500, window_steps=1000),
+        choices=dict(width=(0.125, 0.25, 0.5, 1.0)),
+    ),
+    "04": ChapterProfiles(
+        title="Length-direction decoupling",
+        quick=dict(n_dim=20, kappas=[10, 30, 100, 300], n_seeds=3, n_samples=512),
+        full=dict(n_dim=100, kappas=[10, 30, 100, 300, 1000, 3000], n_seeds=10, n_samples=4096),
+    ),
+    "05": ChapterProfiles(
+        title="Convergence of GDNP",
+        quick=dict(n_dim=10, kappa=10.0, n_seeds=3, steps=300,
+                   bisect_steps=[5, 10, 15, 20, 30, 40],
+                   lr=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], n_samples=2000,
+                   n_units=3, n_mlp_samples=500, mlp_steps=150),
+        full=dict(n_dim=50, kappa=30.0, n_seeds=10, steps=1500,
+                  bisect_steps=[5, 10, 15, 20, 30, 40],
+                  lr=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0],
+                  n_samples=50_000, n_units=5, n_mlp_samples=10_000, mlp_steps=1000),
     ),
 }
 
