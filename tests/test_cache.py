@@ -23,11 +23,29 @@ def test_cached_computes_once_per_parameters():
     assert len(calls) == 2
 
 
-def test_key_depends_on_name_params_and_code():
+def test_key_depends_on_name_params_and_code(monkeypatch):
     assert cache.cache_key("f", {"a": 1}) != cache.cache_key("g", {"a": 1})
     assert cache.cache_key("f", {"a": 1}) != cache.cache_key("f", {"a": 1.5})
     assert cache.cache_key("f", {"a": 1, "b": 2}) == cache.cache_key("f", {"b": 2, "a": 1})
-    assert len(cache.code_version()) == 12
+    before = cache.cache_key("f", {"a": 1})
+    monkeypatch.setattr(cache, "code_version", lambda: "edited-code")
+    assert cache.cache_key("f", {"a": 1}) != before
+
+
+def test_code_version_hashes_the_package_source(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(cache, "__file__", str(pkg / "cache.py"))
+    cache.code_version.cache_clear()
+    v1 = cache.code_version()
+    (pkg / "a.py").write_text("x = 2\n")
+    cache.code_version.cache_clear()
+    try:
+        assert cache.code_version() != v1 and len(v1) == 12
+    finally:
+        monkeypatch.undo()
+        cache.code_version.cache_clear()
 
 
 def test_corrupted_entry_is_recomputed(tmp_cache):
