@@ -28,8 +28,9 @@ Variants with the same constructor, for drop-in use by model builders (:func:`ma
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -53,6 +54,28 @@ def _stat_dims(x: Tensor) -> list[int]:
 def _per_channel(v: Tensor, x: Tensor) -> Tensor:
     """A length-C vector shaped to broadcast against ``x`` along its channel axis."""
     return v.view((1, -1) + (1,) * (x.ndim - 2))
+
+
+def per_unit(a: Tensor) -> Tensor:
+    """Activations as ``(units, values)``: one row per unit (feature or channel); for a conv,
+    every (example, height, width) position is a value of its channel ([IS15] Sec. 3.2)."""
+    return a.transpose(0, 1).reshape(a.shape[1], -1)
+
+
+@contextlib.contextmanager
+def forked_rng(model: nn.Module) -> Iterator[None]:
+    """Run a block and then put back every random generator it could draw from: the global CPU
+    and CUDA ones and each module's own ``generator`` (e.g. :class:`NoisyBatchNorm`'s)."""
+    devices = sorted({t.device.index or 0 for t in model.state_dict().values() if t.is_cuda})
+    own = {id(g): g for m in model.modules()
+           if isinstance(g := getattr(m, "generator", None), torch.Generator)}
+    states = [(g, g.get_state()) for g in own.values()]
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            for g, state in states:
+                g.set_state(state)
 
 
 def check_input(x: Tensor, num_features: int, training: bool) -> None:
@@ -232,7 +255,8 @@ def population_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
 
     Resets the ``"population"`` accumulators of every :class:`BatchNorm` in ``model``, then
     passes ``batches`` (training inputs) through it in training mode. Everything else is left as
-    it was: the moving averages, the train/eval mode of every module. Returns the number of
+    it was: the moving averages, the train/eval mode of every module and the random generators
+    (noisy BN draws noise in training mode; see :func:`forked_rng`). Returns the number of
     batches used.
     """
     layers = [mod for mod in model.modules() if isinstance(mod, BatchNorm)]
@@ -245,9 +269,10 @@ def population_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
     model.train()
     n = 0
     try:
-        for x in batches:
-            model(x)
-            n += 1
+        with forked_rng(model):
+            for x in batches:
+                model(x)
+                n += 1
     finally:
         for mod, (mean, var) in zip(layers, saved):
             mod.running_mean.copy_(mean)
@@ -336,7 +361,7 @@ class LpNorm(BatchNorm):
 
     def lp_normalizer(self, x: Tensor) -> Tensor:
         """s_p per channel: the average l_p norm of the un-centred activations (see class doc)."""
-        a = x.transpose(0, 1).reshape(self.num_features, -1).abs()
+        a = per_unit(x).abs()
         if self.p == math.inf:
             return a.amax(1)
         return a.pow(self.p).mean(1).pow(1 / self.p)
@@ -460,3 +485,37 @@ def inference_estimates(n_batches: int, batch_size: int, n_channels: int = 100,
                      pop_var * (batch_size - 1) / batch_size))
     names = ("ema_mean", "ema_var", "pop_mean", "pop_var", "pop_var_biased")
     return {k: torch.stack(v) for k, v in zip(names, zip(*rows))}
+
+
+@torch.no_grad()
+def alg2_check(batch_size: int, n_batches: int = 50, n_features: int = 5,
+               seed: int = 0) -> dict[str, float]:
+    """[IS15] Alg. 2: after :func:`population_statistics`, an eval-mode layer is the affine map
+    y = gamma / sqrt(Var[x] + eps) * x + (beta - gamma E[x] / sqrt(Var[x] + eps)), applied to
+    each example on its own.
+
+    Estimates the statistics of a random-gamma/beta layer from ``n_batches`` batches of
+    ``batch_size`` draws of N(2, 4) (double precision), then returns the max |difference| of its
+    output on a fresh batch from that map computed by hand (``"affine"``: E[x] the mean of the
+    batch means, Var[x] = m/(m-1) times the mean of the biased batch variances), and between an
+    example's output within the batch and alone (``"alone"``).
+    """
+    if batch_size < 2 or n_batches < 1 or n_features < 1:
+        raise ValueError(f"need batch_size >= 2, n_batches >= 1, n_features >= 1; got "
+                         f"{batch_size=}, {n_batches=}, {n_features=}")
+    g = torch.Generator().manual_seed(seed)
+    batches = [2 + 2 * torch.randn(batch_size, n_features, generator=g, dtype=torch.float64)
+               for _ in range(n_batches)]
+    layer = BatchNorm(n_features, inference="population").double()
+    layer.weight.uniform_(0.5, 2.0, generator=g)
+    layer.bias.normal_(generator=g)
+    population_statistics(layer, batches)
+    layer.eval()
+    m = batch_size
+    mean = torch.stack([b.mean(0) for b in batches]).mean(0)
+    var = m / (m - 1) * torch.stack([b.var(0, unbiased=False) for b in batches]).mean(0)
+    scale = layer.weight / torch.sqrt(var + layer.eps)
+    x = 2 + 2 * torch.randn(32, n_features, generator=g, dtype=torch.float64)
+    y = layer(x)
+    return {"affine": (y - (scale * x + layer.bias - scale * mean)).abs().max().item(),
+            "alone": (y[:1] - layer(x[:1])).abs().max().item()}

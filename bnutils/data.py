@@ -221,7 +221,7 @@ def _cached_cifar(source: Path) -> Data:
     key = f"{DECODER_VERSION}|{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     entry = cache.cache_dir() / f"cifar10-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     t = cache.load(entry)
-    if not isinstance(t, dict) or t.get("checksum") != _checksum(t):
+    if not isinstance(t, dict) or t.get("checksum") is None or t["checksum"] != _checksum(t):
         t = _decode_cifar(source)
         x = t["x_train"].double().div_(255)
         t["mean"], t["std"] = x.mean((0, 2, 3)).float(), x.std((0, 2, 3)).float()

@@ -10,7 +10,8 @@ The measurement chapters look inside a :class:`bnutils.models.Net` during traini
   running statistics and counters), the optimizer and the random generators are left untouched.
 - :func:`activations` and :class:`ActivationProbe`: activations before ("pre") and after ("post")
   the normalization of named layers on a fixed probe batch ([IS15] Fig. 1, [STIM18] Figs. 1, 2),
-  also in training mode, without changing any running statistic (:func:`preserved`).
+  also in training mode, without changing any running statistic (:func:`preserved`);
+  :func:`percentile_drift` summarises how their percentiles move during training.
 
 [STIM18] Def. 2.1 in a few lines, for layer i at step t on the batch (x, y)::
 
@@ -29,10 +30,12 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .bn import forked_rng, per_unit
 from .models import Net
 from .train import loss_fn
 
@@ -48,17 +51,14 @@ def layer_groups(net: Net) -> list[dict[str, nn.Parameter]]:
             for i, layer in enumerate(net.layers)]
 
 
-def _devices(model: nn.Module) -> list[int]:
-    return sorted({t.device.index or 0 for t in model.state_dict().values() if t.is_cuda})
-
-
 @contextlib.contextmanager
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """Run a block on ``model`` and then put back its parameters, buffers, train/eval modes and
-    the random generators (so a probe does not shift the noise of noisy BN)."""
+    the random generators, global and per module (so a probe does not shift the noise of noisy
+    BN; see :func:`bnutils.bn.forked_rng`)."""
     state = {k: v.clone() for k, v in model.state_dict(keep_vars=False).items()}
     modes = [(m, m.training) for m in model.modules()]
-    with torch.random.fork_rng(devices=_devices(model)):
+    with forked_rng(model):
         try:
             yield model
         finally:
@@ -125,12 +125,6 @@ def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool 
     return found
 
 
-def per_unit(a: Tensor) -> Tensor:
-    """Activations as ``(units, values)``: one row per unit (feature or channel); for a conv,
-    every (example, height, width) position is a value of its channel ([IS15] Sec. 3.2)."""
-    return a.transpose(0, 1).reshape(a.shape[1], -1)
-
-
 @dataclass(frozen=True, eq=False)
 class ActivationProbe:
     """Samples of activations at some layers on a fixed batch, for :func:`bnutils.train.train`.
@@ -168,3 +162,17 @@ class ActivationProbe:
             keep = torch.randperm(rows.shape[1], generator=g)[:self.values].to(rows.device)
             out[name] = rows[:, keep]
         return out
+
+
+def percentile_drift(q: np.ndarray, eval_steps: np.ndarray, start_fraction: float = 0.1
+                     ) -> float:
+    """How far the 15th, 50th and 85th percentiles of an activation ([IS15] Fig. 1(b, c)) move
+    from ``start_fraction`` of training to the end: the mean |change| of the three, relative to
+    the final 15-85 spread. ``q`` has shape (3, evaluation points), rows in increasing order."""
+    q, eval_steps = np.asarray(q), np.asarray(eval_steps)
+    if q.ndim != 2 or q.shape[0] != 3 or q.shape[1] != len(eval_steps):
+        raise ValueError(f"q must have shape (3, {len(eval_steps)}), got {q.shape}")
+    if not 0 <= start_fraction < 1:
+        raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction!r}")
+    t0 = np.searchsorted(eval_steps, start_fraction * eval_steps[-1])
+    return float(np.abs(q[:, -1] - q[:, t0]).mean() / (q[2, -1] - q[0, -1]))

@@ -181,7 +181,7 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
     if start == 0:
         measure(0)
     model.train()
-    diverged_at, checked, saved = None, start, start
+    diverged_at, checked, saved, done = None, start, start, start
     bar = tqdm(total=steps, initial=start, disable=not progress, desc="train", leave=False)
     per_epoch, epoch, perm = n // bs, -1, None
     for t in range(start, steps):
@@ -227,7 +227,7 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
         eval_steps=eval_steps.astype(int), test_loss=test_loss, test_acc=test_acc,
         probes={k: torch.stack([p[k] for p in probes]).numpy() for k in names},
         diverged_at=diverged_at, steps=taken, seconds=seconds,
-        examples_per_s=(taken - start) * bs / seconds if seconds > 0 else float("nan"))
+        examples_per_s=(done - start) * bs / seconds if seconds > 0 else float("nan"))
 
 
 def _save(path: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
@@ -277,3 +277,10 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
         return history
 
     return cache.cached(name, key_params, compute)
+
+
+def steps_to(history: History, threshold: float) -> int | None:
+    """The first evaluation step at which the test accuracy reaches ``threshold`` ("steps to
+    accuracy", as read off [IS15] Fig. 1(a)); None when it never does."""
+    reached = np.nonzero(history.test_acc >= threshold)[0]
+    return int(history.eval_steps[reached[0]]) if len(reached) else None

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bnutils.bn import (BatchNorm, BatchNormFunction, LpNorm, NoisyBatchNorm,
+from bnutils.bn import (BatchNorm, BatchNormFunction, LpNorm, NoisyBatchNorm, alg2_check,
                         backward_differences, batch_norm, batch_norm_formula,
                         inference_estimates, make_norm, population_statistics,
                         scale_invariance_check)
@@ -246,3 +246,27 @@ def test_inference_estimates_converge_and_alg2_is_unbiased():
     assert abs(last["pop_var_biased"].mean().item() / var - (m - 1) / m) < 0.02
     # the EMA forgets old batches, so its estimate stays noisier than Alg. 2's average
     assert (last["ema_var"] - var).pow(2).mean() > 2 * (last["pop_var"] - var).pow(2).mean()
+
+
+def test_population_statistics_leaves_the_random_generators_alone():
+    own = _gen(5)
+    layers = nn.Sequential(NoisyBatchNorm(3), NoisyBatchNorm(3, generator=own))
+    batches = [torch.randn(8, 3, generator=_gen(i)) for i in range(2)]
+    torch.manual_seed(1)
+    state, own_state = torch.get_rng_state(), own.get_state()
+    population_statistics(layers, batches)
+    assert torch.equal(torch.get_rng_state(), state) and torch.equal(own.get_state(), own_state)
+    layers.train()(batches[0])  # whereas a training forward draws from both
+    assert not torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(own.get_state(), own_state)
+
+
+def test_alg2_check_is_at_rounding_level_and_sees_a_wrong_correction(monkeypatch):
+    assert max(alg2_check(8, seed=3).values()) < 1e-12
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        alg2_check(1)
+    # population statistics without the m/(m-1) factor: the affine map no longer matches
+    monkeypatch.setattr(BatchNorm, "population",
+                        lambda self: (self.population_mean_sum / self.population_batches,
+                                      self.population_var_sum / self.population_batches * 7 / 8))
+    assert alg2_check(8)["affine"] > 1e-3

@@ -137,15 +137,20 @@ def test_second_load_reads_the_cache(tiny_zip, monkeypatch):
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.std, second.std)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no_checksum"])
 def test_corrupted_cache_is_rebuilt(tiny_zip, monkeypatch, damage):
     good = load_cifar10(tiny_zip)
     (entry,) = Path(os.environ["BNUTILS_CACHE"]).glob("cifar10-*.pt")
     if damage == "truncate":
         entry.write_bytes(entry.read_bytes()[:len(entry.read_bytes()) // 2])
-    else:  # a valid file whose pixels changed: only the checksum can tell
+    elif damage == "flip":  # a valid file whose pixels changed: only the checksum can tell
         t = torch.load(entry, weights_only=False)
         t["x_train"][0, 0, 0, 0] += 1
+        torch.save(t, entry)
+    else:  # a dict missing keys, checksum included: must not read as None == None
+        t = torch.load(entry, weights_only=False)
+        for k in ("checksum", "mean"):
+            del t[k]
         torch.save(t, entry)
     decoded = []
     original = D._decode_cifar

@@ -1,11 +1,14 @@
 import copy
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
 
 from bnutils.models import MLP, VGG
-from bnutils.probes import ActivationProbe, activations, layer_groups, loss_and_grad, preserved
+from bnutils.probes import (ActivationProbe, activations, layer_groups, loss_and_grad,
+                            percentile_drift, preserved)
 
 
 def small_vgg(norm="bn"):
@@ -147,3 +150,57 @@ def test_preserved_restores_buffers_after_a_train_mode_forward():
 def test_layer_groups_rejects_other_models():
     with pytest.raises(TypeError, match="bnutils.models.Net"):
         layer_groups(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_g_prime_of_stim18_def_2_1_by_hand():
+    """G'_{t,i}: the gradient of layer i after layers 1..i-1 (weights, bias, gamma, beta) took
+    their SGD step on the same batch; layer i and later keep W^(t)."""
+    torch.manual_seed(0)
+    net = MLP(4, hidden=(5, 5, 5), n_classes=3, norm="bn", norm_layers=[2]).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (16,), generator=g)
+    i, lr = 3, 0.5
+    _, grads = loss_and_grad(net, x, y)
+    groups = layer_groups(net)
+    earlier = {k: p - lr * grads[k] for grp in groups[:i - 1] for k, p in grp.items()}
+    _, g_prime = loss_and_grad(net, x, y, at=earlier)
+
+    hand = copy.deepcopy(net).train()
+    nn.functional.cross_entropy(hand(x), y).backward()
+    stepped = [p for layer in hand.layers[:i - 1] for p in layer.parameters()]
+    assert len(stepped) == 5  # layer 1: weight, bias; layer 2: weight, gamma, beta
+    with torch.no_grad():
+        for p in stepped:
+            p -= lr * p.grad
+    hand.zero_grad()
+    nn.functional.cross_entropy(hand(x), y).backward()
+    for k, q in zip(groups[i - 1], hand.layers[i - 1].parameters()):
+        torch.testing.assert_close(g_prime[k], q.grad, rtol=1e-5, atol=1e-8)
+        assert not torch.allclose(g_prime[k], grads[k])  # the step did move G'
+    for a, b in zip(net.layers[i - 1:].parameters(), hand.layers[i - 1:].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_loss_and_grad_forks_a_noisy_bn_generator():
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    net = MLP(5, hidden=(6, 6), norm="noisy_bn", norm_kw={"generator": g})
+    x, y = torch.randn(16, 5), torch.randint(0, 10, (16,))
+    state = g.get_state().clone()
+    first, _ = loss_and_grad(net, x, y)
+    assert torch.equal(g.get_state(), state)
+    second, _ = loss_and_grad(net, x, y)
+    assert torch.equal(first, second)  # G and G' see the same noise
+    net.train()(x)
+    assert not torch.equal(g.get_state(), state)  # an ordinary forward does draw from it
+
+
+def test_percentile_drift_by_hand():
+    steps = np.array([0, 10, 20, 100])
+    q = np.array([[0.0, 5.0, 1.0, -1.0], [0.0, 5.0, 2.0, 2.0], [0.0, 5.0, 3.0, 3.0]])
+    # from step 10 (10% of 100) to the end: |-6| + |-3| + |-2| = 11, over 3, over spread 4
+    assert percentile_drift(q, steps) == pytest.approx(11 / 3 / 4)
+    assert percentile_drift(q, steps, start_fraction=0.2) == pytest.approx((2 + 0 + 0) / 3 / 4)
+    with pytest.raises(ValueError, match="shape"):
+        percentile_drift(q[:2], steps)

@@ -5,7 +5,7 @@ import torch
 from bnutils.data import Data
 from bnutils.models import DLN, MLP, VGG
 from bnutils.probes import ActivationProbe
-from bnutils.train import History, cached_train, epoch_permutation, evaluate, train
+from bnutils.train import History, cached_train, epoch_permutation, evaluate, steps_to, train
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +66,8 @@ def test_divergence_stops_cleanly_and_marks_the_step():
     assert h.steps == h.diverged_at == len(h.train_loss)
     assert not np.isfinite(h.train_loss[-1]) and np.isfinite(h.train_loss[:-1]).all()
     assert list(h.eval_steps) == [0]
+    # the loop ran on to the evaluation point at step 50: the throughput counts those 50 steps
+    assert h.examples_per_s * h.seconds / len(x) == pytest.approx(50)
 
 
 def test_full_batch_gradient_descent_matches_hand_update():
@@ -165,3 +167,11 @@ def test_bf16_autocast_and_channels_last_run_and_learn():
               channels_last=True, progress=False)
     assert not h.diverged and h.test_acc[-1] > 0.9
     assert net.layers[0].linear.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_steps_to_is_the_first_evaluation_at_the_threshold():
+    h = History(train_loss=np.zeros(30), train_acc=np.zeros(30),
+                eval_steps=np.array([0, 10, 20, 30]), test_acc=np.array([0.1, 0.6, 0.5, 0.9]),
+                test_loss=np.zeros(4))
+    assert steps_to(h, 0.55) == 10 and steps_to(h, 0.9) == 30 and steps_to(h, 0.1) == 0
+    assert steps_to(h, 0.95) is None
