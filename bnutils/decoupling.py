@@ -123,6 +123,12 @@ def bn_unit(X: Tensor, w: Tensor, g: float | Tensor) -> Tensor:
     return g * (a - a.mean()) / a.std(correction=0)
 
 
+def gaussian_samples(n: int, S: Tensor, generator: torch.Generator) -> Tensor:
+    """n rows x ~ N(0, S), as x = L e with S = L L^T (Cholesky) and e ~ N(0, I) from
+    ``generator``."""
+    return torch.randn(n, S.shape[0], generator=generator, dtype=DTYPE) @ torch.linalg.cholesky(S).T
+
+
 def empirical_cov(X: Tensor) -> Tensor:
     """The biased covariance (1/n) sum (x - xbar)(x - xbar)^T of the rows of X."""
     Xc = X - X.mean(0)
@@ -170,7 +176,8 @@ def decoupling_checks(X: Tensor, y: Tensor, w: Tensor, g: float,
 
 
 def ols_loss(p: OLS, wt: Tensor) -> Tensor:
-    """f_OLS(wtilde) = 2 u^T wtilde + wtilde^T S wtilde ([KDL+19] Eq. 5, constant dropped)."""
+    """f_OLS(wtilde) = 2 u^T wtilde + wtilde^T S wtilde ([KDL+19] Eq. 5, constant dropped); the
+    closed form that the unit tests check the gradients and the BN form against."""
     return 2 * p.u @ wt + wt @ p.S @ wt
 
 
@@ -190,7 +197,8 @@ def bn_ols_loss(p: OLS, w: Tensor, g: float | Tensor) -> Tensor:
 
 
 def bn_ols_grad(p: OLS, w: Tensor, g: float | Tensor) -> tuple[Tensor, Tensor]:
-    """(df/dw, df/dg) of :func:`bn_ols_loss`:
+    """(df/dw, df/dg) of :func:`bn_ols_loss` (the closed form the unit tests check autograd and
+    the optimal length against):
     df/dw = (2g / ||w||_S) (u - (u^T w / ||w||_S^2) S w),  df/dg = 2 u^T w / ||w||_S + 2g."""
     n = s_norm(w, p.S)
     uw = p.u @ w
@@ -237,7 +245,7 @@ def gd_ols(p: OLS, wt0: Tensor, steps: int, lr: float | None = None) -> Tensor:
     """Plain gradient descent on f_OLS with step ``lr`` (default 1/(2L), one over the smoothness
     constant of f_OLS, whose Hessian is 2S). Returns the excess loss f_OLS(wtilde_t) - f_OLS* =
     ||wtilde_t - wtilde*||_S^2 for t = 0..steps (computed this way: no cancellation)."""
-    _check_steps(steps)
+    check_int("steps", steps)
     lr = 1 / (2 * p.L) if lr is None else lr
     check_positive("lr", lr)
     star = ols_solution(p)
@@ -260,7 +268,7 @@ def gd_bn_ols(p: OLS, w0: Tensor, steps: int) -> Tensor:
     """Gradient descent on the BN form of OLS ([KDL+19] Sec. 3): ascent on rho in the direction w
     with the step :func:`rayleigh_step_size`, the length set to g*(w) (exact for OLS). Returns the
     excess loss f(w_t, g*(w_t)) - f* = rho* - rho(w_t) (:func:`rayleigh_gap`) for t = 0..steps."""
-    _check_steps(steps)
+    check_int("steps", steps)
     if float(p.u @ w0) == 0.0:
         raise ValueError("w0 must not be orthogonal to u (rho(w0) = 0 is a critical point)")
     w, out = w0.clone(), torch.empty(steps + 1, dtype=DTYPE)
@@ -337,15 +345,33 @@ def fit_linear_rate(errors: Tensor | np.ndarray, *, upper: float = 1e-2, lower: 
     if t.size < 3:
         raise ValueError(f"only {t.size} points in the linear phase [{first}, {last}]; "
                          "run longer or widen [lower, upper]")
-    res = stats.linregress(t, np.log10(e[t]))
-    half = stats.t.ppf((1 + level) / 2, t.size - 2) * res.stderr
-    return RateFit(float(res.slope), float(res.slope - half), float(res.slope + half),
-                   first, last, int(t.size), level)
+    return RateFit(*slope_ci(t, np.log10(e[t]), level), first, last, int(t.size), level)
 
 
-def _check_steps(steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+def slope_ci(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(slope, lo, hi): the least-squares slope of y on x with its t-based ``level`` CI."""
+    res = stats.linregress(x, y)
+    half = stats.t.ppf((1 + level) / 2, len(x) - 2) * res.stderr
+    return float(res.slope), float(res.slope - half), float(res.slope + half)
+
+
+def is_linear(errors: Tensor | np.ndarray, fit: RateFit | None, tol: float = 2.0) -> bool:
+    """True when ``fit`` (of ``errors``) is a decrease and the slopes fitted separately on the two
+    halves of its window agree within a factor ``tol``: a constant rate (linear convergence), not
+    a slowing (sub-linear) curve. False when there is no fit or it spans fewer than 8 points."""
+    if fit is None or fit.n < 8:
+        return False
+    e = np.asarray(errors, dtype=float)
+    mid = (fit.first + fit.last) // 2
+    a = fit_linear_rate(e[fit.first:mid + 1], upper=1.0, lower=1e-300).slope
+    b = fit_linear_rate(e[mid:fit.last + 1], upper=1.0, lower=1e-300).slope
+    return fit.hi < 0 and a < 0 and b < 0 and max(a / b, b / a) <= tol
+
+
+def check_int(name: str, value: int) -> None:
+    """Raise ValueError unless ``value`` is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def condition_sweep(kappas: list[float], d: int, n_seeds: int, seed: int = 0,
@@ -360,7 +386,7 @@ def condition_sweep(kappas: list[float], d: int, n_seeds: int, seed: int = 0,
         check_positive("every kappa", k)
         if k <= 1:
             raise ValueError(f"every kappa must be > 1, got {k!r}")
-    _check_steps(n_seeds)
+    check_int("n_seeds", n_seeds)
     rows = []
     for kappa in tqdm(kappas, desc="condition numbers"):
         for s in range(seed, seed + n_seeds):

@@ -29,13 +29,21 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
-from scipy import stats
 from torch import Tensor
 from tqdm import tqdm
 
-from .decoupling import (DTYPE, RateFit, bn_weight, check_positive, check_spd, fit_linear_rate,
-                         s_norm, spd_matrix)
+from .decoupling import (DTYPE, OLS, RateFit, bn_weight, check_int, check_positive, check_spd,
+                         empirical_cov, fit_linear_rate, gaussian_samples, is_linear,
+                         rayleigh_gap, rayleigh_local_rate, rayleigh_max, s_norm, slope_ci,
+                         spd_matrix)
+
+START_SEED = 1000     # problem ``s`` starts from w_0 ~ N(0, I) drawn with seed START_SEED + s
+MLP_START_SEED = 7    # offset of the network's start seed from its problem seed
+OFF_START_SEED = 3    # offset of the non-Gaussian problems' start seed from their data seed
+MLP_G_MAX = 5.0       # the network's bisection interval [-g_max, g_max]
+T_NU = 3.0            # degrees of freedom of the heavy-tailed (Student-t) sample
 
 # ------------------------------------------------------------------------------------------------
 # The loss phi and the halfspace objectives
@@ -109,18 +117,13 @@ class GaussianHalfspace(Halfspace):
     def grad(self, wt: Tensor) -> Tensor:
         return self.expect(dphi, wt) * self.u + self.expect(d2phi, wt) * (self.S @ wt)
 
-    def critical_line(self) -> Tensor:
-        """S^{-1} u, the direction of every critical point."""
-        return torch.linalg.solve(self.S, self.u)
-
 
 class SampleHalfspace(Halfspace):
     """F(wtilde) = mean_i phi(z_i^T wtilde) over the rows z_i of Z; u and S are Z's mean and
     (biased) covariance, so the BN reparametrisation uses the full-batch statistics."""
 
     def __init__(self, Z: Tensor) -> None:
-        Zc = Z - Z.mean(0)
-        super().__init__(Z.mean(0), Zc.T @ Zc / Z.shape[0])
+        super().__init__(Z.mean(0), empirical_cov(Z))
         self.Z = Z
 
     def loss(self, wt: Tensor) -> Tensor:
@@ -249,8 +252,8 @@ def gdnp(problem, w0: Tensor, T_d: int, T_s: int, *, step: str | float = "paper"
     eta ||P grad F|| whatever ||w_t|| and g_t are. The direction loop stops early once
     ||w_t||_S^2 ||grad_w f(w_t, g_t)||^2_{S^{-1}} <= eps (our reading of the stopping rule).
     """
-    _check_int("T_d", T_d)
-    _check_int("T_s", T_s)
+    check_int("T_d", T_d)
+    check_int("T_s", T_s)
     check_positive("g_max", g_max)
     if step != "paper":
         check_positive("step", step)
@@ -285,7 +288,7 @@ def _length(problem, w: Tensor, T_s: int, g_max: float) -> Tensor:
 
 def gd(problem, wt0: Tensor, steps: int, lr: float) -> History:
     """Plain gradient descent on F(wtilde)."""
-    _check_int("steps", steps)
+    check_int("steps", steps)
     check_positive("lr", lr)
     wt, hist = wt0.clone(), History()
     for _ in range(steps):
@@ -298,7 +301,7 @@ def gd(problem, wt0: Tensor, steps: int, lr: float) -> History:
 def gd_bn(problem, w0: Tensor, g0: float, steps: int, lr: float) -> History:
     """Gradient descent on f(w, g) = F(g w / ||w||_S), the same step for w and g: what training
     a BN unit with GD does ([IS15] Alg. 1 with full-batch statistics)."""
-    _check_int("steps", steps)
+    check_int("steps", steps)
     check_positive("lr", lr)
     w = w0.clone()
     g = torch.full(w.shape[:-1], float(g0), dtype=DTYPE, device=w.device)
@@ -313,7 +316,7 @@ def gd_bn(problem, w0: Tensor, g0: float, steps: int, lr: float) -> History:
 
 def adam(problem, wt0: Tensor, steps: int, lr: float) -> History:
     """Adam (Kingma & Ba 2015, default betas) on F(wtilde) with exact gradients."""
-    _check_int("steps", steps)
+    check_int("steps", steps)
     check_positive("lr", lr)
     param = torch.nn.Parameter(wt0.clone())
     opt = torch.optim.Adam([param], lr=lr)
@@ -355,8 +358,7 @@ class TanhMLP:
 
     def __init__(self, X: Tensor, y: Tensor, theta: Tensor) -> None:
         self.X, self.y, self.theta = X, y, theta
-        Xc = X - X.mean(0)
-        self.S = Xc.T @ Xc / X.shape[0]
+        self.S = empirical_cov(X)
         check_spd(self.S)
 
     def loss(self, Wt: Tensor) -> Tensor:
@@ -396,7 +398,7 @@ def teacher_mlp(d: int, m: int, n: int, kappa: float, seed: int = 0,
     problem and the teacher's weights."""
     gen = torch.Generator().manual_seed(seed)
     S = spd_matrix(d, kappa, gen)
-    X = torch.randn(n, d, generator=gen, dtype=DTYPE) @ torch.linalg.cholesky(S).T
+    X = gaussian_samples(n, S, gen)
     W = torch.randn(m, d, generator=gen, dtype=DTYPE)
     W = W / s_norm(W, S)[:, None]
     theta = torch.where(torch.arange(m) % 2 == 0, 1.0, -1.0).to(DTYPE)
@@ -405,13 +407,13 @@ def teacher_mlp(d: int, m: int, n: int, kappa: float, seed: int = 0,
 
 
 def gdnp_mlp(net: TanhMLP, W0: Tensor, rounds: int, T_s: int, eta: float,
-             g_max: float = 5.0) -> History:
+             g_max: float = MLP_G_MAX) -> History:
     """GDNP unit by unit ([KDL+19] Sec. 5): each round visits the units in turn; a visit sets the
     unit's length by bisection (T_s steps on [-g_max, g_max]) and takes one direction step with
     the scale-free step eta ||w_i||_S^2 / |g_i|, the other units fixed. Records the whole network's
     loss and ||grad||_{S^{-1}} before every round (one update of every unit), from g = 1."""
-    _check_int("rounds", rounds)
-    _check_int("T_s", T_s)
+    check_int("rounds", rounds)
+    check_int("T_s", T_s)
     check_positive("eta", eta)
     W = W0.clone()
     g = torch.ones(W.shape[0], dtype=DTYPE, device=W.device)
@@ -430,27 +432,42 @@ def gdnp_mlp(net: TanhMLP, W0: Tensor, rounds: int, T_s: int, eta: float,
 # ------------------------------------------------------------------------------------------------
 
 
-def compare(problem, w0: Tensor, steps: int, T_s: int, lrs: list[float]) -> dict:
+def mlp_round_cost(k: int, T_s: int) -> int:
+    """Gradient evaluations of the network in one round of :func:`gdnp_mlp` (k units): per unit,
+    T_s + 2 for the bisection (both ends and T_s midpoints) and 1 for the direction step."""
+    return k * (T_s + 3)
+
+
+def compare(problem, w0: Tensor, steps: int, T_s: int, lrs: list[float],
+            g_max: float = MLP_G_MAX) -> dict:
     """GDNP against GD, GD with BN and Adam, from the same start (wtilde_0 = w_0 / ||w_0||_S row
-    by row, g_0 = 1) for ``steps`` iterations: gradient steps for the baselines, direction steps
-    for GDNP on a halfspace (step "paper"), rounds of :func:`gdnp_mlp` on a :class:`TanhMLP`.
+    by row, g_0 = 1). On a halfspace: ``steps`` gradient steps for the baselines and ``steps``
+    direction steps for GDNP (step "paper"). On a :class:`TanhMLP`, ``steps`` is a budget of
+    gradient evaluations shared by all methods: ``steps`` iterations of each baseline and
+    steps // :func:`mlp_round_cost` rounds of :func:`gdnp_mlp` (bisection on [-g_max, g_max]).
     Each baseline, and GDNP's eta on a network, runs at its best step size from ``lrs``
     (:func:`tune`; scored by the gradient norm, by the loss on a network, whose optimum is 0).
-    Returns {"curves": {method: History}, "tuned": {method: (lr, scores)}}."""
+    Returns {"curves": {method: History}, "tuned": {method: (lr, scores)},
+    "cost": {method: gradient evaluations per recorded step}}."""
     wt0 = w0 / s_norm(w0, problem.S)[..., None]
     runs = {"gd": lambda lr: gd(problem, wt0, steps, lr),
             "bn": lambda lr: gd_bn(problem, w0, 1.0, steps, lr),
             "adam": lambda lr: adam(problem, wt0, steps, lr)}
     network = isinstance(problem, TanhMLP)
+    cost = {"gd": 1, "bn": 1, "adam": 1, "gdnp": 1}
     if network:
-        runs["gdnp"] = lambda eta: gdnp_mlp(problem, w0, steps, T_s, eta)
+        cost["gdnp"] = mlp_round_cost(w0.shape[0], T_s)
+        if steps < cost["gdnp"]:
+            raise ValueError(f"a budget of {steps} gradient evaluations is less than one GDNP "
+                             f"round ({cost['gdnp']})")
+        runs["gdnp"] = lambda eta: gdnp_mlp(problem, w0, steps // cost["gdnp"], T_s, eta, g_max)
     curves, tuned = {}, {}
     for name, run in tqdm(runs.items(), desc="methods"):
         lr, curves[name], scores = tune(run, lrs, key="loss" if network else "grad_norm")
         tuned[name] = (lr, scores)
     if not network:
         curves["gdnp"] = gdnp(problem, w0, steps, T_s)[2]
-    return {"curves": curves, "tuned": tuned}
+    return {"curves": curves, "tuned": tuned, "cost": cost}
 
 
 def critical_point(problem: Halfspace, wt0: Tensor, steps: int) -> Tensor:
@@ -466,18 +483,14 @@ def bisection_floor(T_s: list[int], hists: list[History], tail: float = 0.2) -> 
     number of bisection steps: the slope of log2(floor) per bisection step, with a 95% t CI.
     [KDL+19]'s bound predicts a floor proportional to 2^(-T_s): slope -1."""
     floors = [float(h.tensor()[-max(1, int(tail * len(h.grad_norm))):].median()) for h in hists]
-    res = stats.linregress(T_s, np.log2(floors))
-    half = stats.t.ppf(0.975, len(T_s) - 2) * res.stderr
-    return RateFit(float(res.slope), float(res.slope - half), float(res.slope + half),
-                   min(T_s), max(T_s), len(T_s), 0.95)
+    return RateFit(*slope_ci(np.array(T_s), np.log2(floors)), min(T_s), max(T_s), len(T_s), 0.95)
 
 
 def sin_to_line(problem: Halfspace, wt: Tensor) -> float:
-    """|sin| of the S-angle between wtilde and the line through S^{-1} u, from the S-norm of the
-    component of wtilde S-orthogonal to the line (accurate down to 1e-16, unlike 1 - cos^2)."""
-    line = torch.linalg.solve(problem.S, problem.u)
-    e = wt - (wt @ problem.u) / (line @ problem.u) * line
-    return float(s_norm(e, problem.S) / s_norm(wt, problem.S))
+    """|sin| of the S-angle between wtilde and the line through S^{-1} u: sqrt(gap / rho*) from
+    :func:`bnutils.decoupling.rayleigh_gap` (accurate down to 1e-16, unlike 1 - cos^2)."""
+    ols = OLS(problem.S, problem.u)
+    return float(torch.sqrt(rayleigh_gap(ols, wt) / rayleigh_max(ols)[1]))
 
 
 def linear_rate(hist: History, upper: float = 1e-2, lower: float = 1e-10,
@@ -490,26 +503,141 @@ def linear_rate(hist: History, upper: float = 1e-2, lower: float = 1e-10,
         return None
 
 
-def is_linear(hist: History, fit: RateFit | None, tol: float = 2.0,
-              key: str = "grad_norm") -> bool:
-    """True when ``fit`` is a decrease and the slopes fitted separately on the two halves of its
-    window agree within a factor ``tol``: a constant rate (linear convergence), not a slowing
-    curve."""
-    if fit is None or fit.n < 8:
-        return False
-    e = hist.tensor(key)
-    mid = (fit.first + fit.last) // 2
-    a = fit_linear_rate(e[fit.first:mid + 1], upper=1.0, lower=1e-300).slope
-    b = fit_linear_rate(e[mid:fit.last + 1], upper=1.0, lower=1e-300).slope
-    return fit.hi < 0 and a < 0 and b < 0 and max(a / b, b / a) <= tol
-
-
 def _dual_norm(G: Tensor, S: Tensor) -> float:
     """||G||_{S^{-1}} = sqrt(sum_i G_i^T S^{-1} G_i) (Frobenius over rows)."""
     G = G.reshape(-1, G.shape[-1])
     return float(torch.sqrt((G * torch.linalg.solve(S, G.T).T).sum()))
 
 
-def _check_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+# ------------------------------------------------------------------------------------------------
+# The experiments of Chapter 5: every run fully described by its arguments (cache keys)
+# ------------------------------------------------------------------------------------------------
+
+METHODS = ("gdnp", "gd", "bn", "adam")
+
+
+def _start(shape: tuple[int, ...], seed: int, device: torch.device | str = "cpu") -> Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed),
+                       dtype=DTYPE).to(device)
+
+
+def halfspace_problems(n_dim: int, kappa: float, n_seeds: int, seed: int = 0,
+                       device: torch.device | str = "cpu"
+                       ) -> list[tuple[GaussianHalfspace, Tensor]]:
+    """(problem, w_0) for the seeds seed..seed+n_seeds-1: :func:`gaussian_halfspace` and a start
+    w_0 ~ N(0, I) drawn with seed START_SEED + s."""
+    check_int("n_seeds", n_seeds)
+    return [(gaussian_halfspace(n_dim, kappa, seed=s, device=device),
+             _start((n_dim,), START_SEED + s, device)) for s in range(seed, seed + n_seeds)]
+
+
+def critical_sines(n_dim: int, kappa: float, n_seeds: int, seed: int, steps: int,
+                   device: torch.device | str = "cpu") -> list[float]:
+    """|sin| of the S-angle between S^{-1}u and the critical point found by ``steps`` of GD
+    (:func:`critical_point`), one per problem of :func:`halfspace_problems` ([KDL+19] Sec. 4)."""
+    return [sin_to_line(p, critical_point(p, w0, steps))
+            for p, w0 in halfspace_problems(n_dim, kappa, n_seeds, seed, device)]
+
+
+def ts_sweep(n_dim: int, kappa: float, seed: int, steps: int, bisect_steps: list[int],
+             device: torch.device | str = "cpu") -> list[History]:
+    """GDNP for ``steps`` direction steps on the first problem, once per T_s in ``bisect_steps``."""
+    (p, w0), = halfspace_problems(n_dim, kappa, 1, seed, device)
+    return [gdnp(p, w0, steps, T_s)[2] for T_s in bisect_steps]
+
+
+def gaussian_comparisons(n_dim: int, kappa: float, n_seeds: int, seed: int, steps: int, T_s: int,
+                         lrs: list[float], device: torch.device | str = "cpu") -> list[dict]:
+    """:func:`compare` on every problem of :func:`halfspace_problems`."""
+    return [compare(p, w0, steps, T_s, lrs)
+            for p, w0 in halfspace_problems(n_dim, kappa, n_seeds, seed, device)]
+
+
+def mlp_comparison(n_dim: int, n_units: int, n_samples: int, kappa: float, seed: int,
+                   n_evals: int, T_s: int, lrs: list[float], g_max: float = MLP_G_MAX,
+                   device: torch.device | str = "cpu") -> dict:
+    """:func:`compare` on :func:`teacher_mlp` (seed ``seed``) from W_0 ~ N(0, I) (seed
+    seed + MLP_START_SEED), all methods with the same budget of ``n_evals`` gradient evaluations."""
+    net, _ = teacher_mlp(n_dim, n_units, n_samples, kappa, seed=seed, device=device)
+    W0 = _start((n_units, n_dim), seed + MLP_START_SEED, device)
+    return compare(net, W0, n_evals, T_s, lrs, g_max)
+
+
+def off_gaussian(n_dim: int, kappa: float, n_samples: int, seed: int, steps: int,
+                 critical_steps: int, T_s: int, lrs: list[float], nu: float = T_NU,
+                 n_pca: int = 20) -> dict[str, dict]:
+    """:func:`compare` on three finite samples: Gaussian (control), Student-t(nu) coordinates
+    (:func:`sample_halfspace`) and the digits on ``n_pca`` principal components. For each:
+    {"res": compare's result, "sin": :func:`sin_to_line` of the sample minimiser
+    (``critical_steps`` of GD), "theta": the Gaussian theory's log10 rate log10(1 - theta_1/L)
+    from the sample S, u}."""
+    sets = {"Gaussian sample": sample_halfspace(n_dim, kappa, n_samples, seed=seed),
+            f"Student-t({nu:g}) sample": sample_halfspace(n_dim, kappa, n_samples, nu=nu,
+                                                          seed=seed),
+            f"digits (PCA {n_pca})": digits_halfspace(n_pca)}
+    out = {}
+    for name, p in sets.items():
+        w0 = _start((p.S.shape[0],), seed + OFF_START_SEED)
+        out[name] = dict(res=compare(p, w0, steps, T_s, lrs),
+                         sin=sin_to_line(p, critical_point(p, w0, critical_steps)),
+                         theta=float(np.log10(rayleigh_local_rate(OLS(p.S, p.u)))))
+    return out
+
+
+def rate_table(results: list[dict], names: list[str], lrs: list[float], labels: dict[str, str],
+               key: str = "grad_norm") -> pd.DataFrame:
+    """One row per (problem, method) of :func:`compare` results: the tuned step size (and whether
+    it sits at the edge of the grid ``lrs``), the final gradient norm and loss, the gradient
+    evaluations spent, the :func:`linear_rate` of record ``key`` with its CI, and
+    :func:`bnutils.decoupling.is_linear`."""
+    rows = []
+    for name, res in zip(names, results):
+        for m in METHODS:
+            h = res["curves"][m]
+            fit = linear_rate(h, upper=1e-2, lower=1e-9, key=key)
+            lr = res["tuned"][m][0] if m in res["tuned"] else None
+            rows.append({"problem": name, "method": labels[m],
+                         "step size": "derived" if lr is None else f"{lr:g}",
+                         "at grid edge": lr is not None and lr in (min(lrs), max(lrs)),
+                         "gradient evals": len(h.loss) * res["cost"][m],
+                         "final grad norm": h.grad_norm[-1], "final loss": h.loss[-1],
+                         "slope": None if fit is None else fit.slope,
+                         "95% CI": "-" if fit is None else f"[{fit.lo:.3g}, {fit.hi:.3g}]",
+                         "linear": is_linear(h.tensor(key), fit)})
+    return pd.DataFrame(rows)
+
+
+def table_row(table: pd.DataFrame, problem: str, label: str) -> pd.Series:
+    """The row of :func:`rate_table` for one problem and method label."""
+    return table[(table["problem"] == problem) & (table["method"] == label)].iloc[0]
+
+
+def plot_compare(ax, res: dict, title: str, labels: dict[str, str], colors: dict[str, str],
+                 key: str = "grad_norm") -> None:
+    """Curves of :func:`compare` against gradient evaluations (GDNP and GD with BN share a colour;
+    GDNP is drawn thick, BN dashed)."""
+    style = {"gdnp": dict(lw=2.2), "bn": dict(ls="--"), "gd": {}, "adam": {}}
+    for m in METHODS:
+        lr = res["tuned"].get(m, (None,))[0]
+        y = getattr(res["curves"][m], key)
+        ax.semilogy(np.arange(len(y)) * res["cost"][m], y, color=colors[m],
+                    label=labels[m] + ("" if lr is None else f" (lr {lr:g})"), **style[m])
+    ax.set_title(title)
+    ax.set_xlabel("gradient evaluations")
+    ax.legend(fontsize="small")
+
+
+def steeper(table: pd.DataFrame, problem: str, a: str, b: str) -> bool:
+    """True when method label ``a`` has a steeper fitted slope than ``b`` on ``problem`` in a
+    :func:`rate_table` (a method with no linear phase counts as slope 0)."""
+    slope = [table_row(table, problem, m)["slope"] for m in (a, b)]
+    sa, sb = (0.0 if pd.isna(x) else x for x in slope)
+    return sa < sb
+
+
+def rate_summary(row: pd.Series) -> str:
+    """'slope s [lo, hi]' of a :func:`rate_table` row, or 'no linear phase'."""
+    if pd.isna(row["slope"]):
+        return "no linear phase"
+    return f'slope {row["slope"]:.3g} {row["95% CI"]}'

@@ -126,19 +126,22 @@ CHAPTERS: dict[str, ChapterProfiles] = {
     ),
     "04": ChapterProfiles(
         title="Length-direction decoupling",
-        quick=dict(n_dim=20, kappas=[10, 30, 100, 300], n_seeds=3, n_samples=512),
-        full=dict(n_dim=100, kappas=[10, 30, 100, 300, 1000, 3000], n_seeds=10, n_samples=4096),
+        quick=dict(n_dim=20, kappas=[10, 30, 100, 300], n_seeds=3, n_samples=512, kappa=30.0),
+        full=dict(n_dim=100, kappas=[10, 30, 100, 300, 1000, 3000], n_seeds=10, n_samples=4096,
+                  kappa=30.0),
     ),
     "05": ChapterProfiles(
         title="Convergence of GDNP",
         quick=dict(n_dim=10, kappa=10.0, n_seeds=3, steps=300,
                    bisect_steps=[5, 10, 15, 20, 30, 40],
                    lr=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0], n_samples=2000,
-                   n_units=3, n_mlp_samples=500, mlp_steps=150),
+                   n_units=3, n_mlp_samples=500, n_mlp_evals=2700, mlp_bisect_steps=15,
+                   critical_steps=3000, n_pca=20),
         full=dict(n_dim=50, kappa=30.0, n_seeds=10, steps=1500,
                   bisect_steps=[5, 10, 15, 20, 30, 40],
                   lr=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0],
-                  n_samples=50_000, n_units=5, n_mlp_samples=10_000, mlp_steps=1000),
+                  n_samples=50_000, n_units=5, n_mlp_samples=10_000, n_mlp_evals=90_000,
+                  mlp_bisect_steps=15, critical_steps=15_000, n_pca=20),
     ),
 }
 

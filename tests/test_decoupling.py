@@ -3,25 +3,18 @@ import pytest
 import scipy.linalg
 import torch
 
+from _autograd import autograd, randn
 from bnutils.decoupling import (DTYPE, OLS, bn_ols_grad, bn_ols_loss, bn_unit, bn_weight,
                                 check_spd, condition_sweep, decoupling_checks, empirical_cov,
-                                fit_linear_rate, gd_bn_ols, gd_ols, ols_grad, ols_loss,
-                                ols_solution, optimal_length, rayleigh, rayleigh_gap, rayleigh_grad,
-                                rayleigh_local_rate, rayleigh_max, s_norm, spd_matrix)
+                                fit_linear_rate, gaussian_samples, gd_bn_ols, gd_ols, ols_grad,
+                                ols_loss, ols_solution, optimal_length, rayleigh, rayleigh_gap,
+                                rayleigh_grad, rayleigh_local_rate, rayleigh_max, s_norm,
+                                spd_matrix)
 
 
 @pytest.fixture
 def problem():
     return OLS.random(8, 20.0, seed=3)
-
-
-def randn(*shape, seed=0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE)
-
-
-def autograd(f, *args):
-    args = [a.clone().requires_grad_(True) for a in args]
-    return torch.autograd.grad(f(*args), args)
 
 
 def test_spectrum_is_the_requested_one():
@@ -45,7 +38,7 @@ def test_bad_arguments_are_refused(problem):
     w = randn(8)
     with pytest.raises(ValueError, match="lr must be a positive number"):
         gd_ols(problem, w, 10, lr=-0.1)
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         gd_bn_ols(problem, w, 0)
     with pytest.raises(ValueError, match="kappa"):
         OLS.random(4, 0.5)
@@ -177,3 +170,10 @@ def test_s_norm_neither_underflows_nor_overflows(problem, scale):
     rows = torch.stack([w, 2 * w])
     torch.testing.assert_close(s_norm(rows, problem.S), torch.stack([s_norm(w, problem.S),
                                                                      2 * s_norm(w, problem.S)]))
+
+
+def test_gaussian_samples_have_the_requested_covariance():
+    S = spd_matrix(4, 10.0, torch.Generator().manual_seed(2))
+    X = gaussian_samples(20_000, S, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(empirical_cov(X), S, rtol=0.05, atol=0.05)
+    assert X.mean(0).abs().max() < 0.1
