@@ -84,8 +84,22 @@ def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = 
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "wall_time_s": round(time.perf_counter() - t0, 1)})
     tmp.replace(output)
+    _relative_paths(output)
     print(f"wrote {output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return output
+
+
+def _relative_paths(path: Path) -> None:
+    """Papermill stores absolute input and output paths: keep them relative to the project."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    for key, value in (("input_path", meta.get("input_path")), ("output_path", str(path))):
+        if value:
+            p = Path(value).resolve()
+            meta[key] = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+    nbformat.write(nb, path)
 
 
 def _tidy(path: Path, record: dict[str, Any]) -> None:
