@@ -176,3 +176,15 @@ def percentile_drift(q: np.ndarray, eval_steps: np.ndarray, start_fraction: floa
         raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction!r}")
     t0 = np.searchsorted(eval_steps, start_fraction * eval_steps[-1])
     return float(np.abs(q[:, -1] - q[:, t0]).mean() / (q[2, -1] - q[0, -1]))
+
+
+def distribution_shift(samples: np.ndarray) -> float:
+    """How far sampled activations moved during training ([STIM18] Fig. 1, quantified): for each
+    unit, the 1-Wasserstein distance between its values at the first and at the last evaluation,
+    divided by the standard deviation of both pooled; the mean over units.
+    ``samples`` has shape (evaluations, units, values), as :class:`ActivationProbe` records."""
+    from scipy.stats import wasserstein_distance
+
+    samples = np.asarray(samples, dtype=float)
+    return float(np.mean([wasserstein_distance(a, b) / np.concatenate([a, b]).std()
+                          for a, b in zip(samples[0], samples[-1])]))

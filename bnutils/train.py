@@ -284,3 +284,16 @@ def steps_to(history: History, threshold: float) -> int | None:
     accuracy", as read off [IS15] Fig. 1(a)); None when it never does."""
     reached = np.nonzero(history.test_acc >= threshold)[0]
     return int(history.eval_steps[reached[0]]) if len(reached) else None
+
+
+def final_accuracy(history: History, window: int, split: str = "train") -> float:
+    """Where a run ended ([STIM18] Fig. 1): the mean per-step training accuracy over the last
+    ``window`` steps (``split="train"``), or the mean test accuracy of the evaluations within them
+    (``"test"``); NaN for a run that diverged."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; allowed: train, test")
+    if history.diverged:
+        return float("nan")
+    if split == "train":
+        return float(np.mean(history.train_acc[-window:]))
+    return float(np.mean(history.test_acc[history.eval_steps >= history.steps - window]))

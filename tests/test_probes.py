@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bnutils.models import MLP, VGG
-from bnutils.probes import (ActivationProbe, activations, layer_groups, loss_and_grad,
+from bnutils.probes import (ActivationProbe, activations, distribution_shift, layer_groups, loss_and_grad,
                             percentile_drift, preserved)
 
 
@@ -204,3 +204,14 @@ def test_percentile_drift_by_hand():
     assert percentile_drift(q, steps, start_fraction=0.2) == pytest.approx((2 + 0 + 0) / 3 / 4)
     with pytest.raises(ValueError, match="shape"):
         percentile_drift(q[:2], steps)
+
+
+def test_distribution_shift_is_a_scaled_wasserstein_distance():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 2000))
+    assert distribution_shift(np.stack([start, start])) == 0.0
+    moved = distribution_shift(np.stack([start, start + 1.0]))
+    # W1 between N(0,1) and N(1,1) is 1; the pooled std of the two is sqrt(1 + 1/4)
+    assert moved == pytest.approx(1 / np.sqrt(1.25), rel=0.03)
+    assert distribution_shift(np.stack([start, start * 10])) == \
+        pytest.approx(distribution_shift(np.stack([start * 0.1, start])))

@@ -5,7 +5,8 @@ import torch
 from bnutils.data import Data
 from bnutils.models import DLN, MLP, VGG
 from bnutils.probes import ActivationProbe
-from bnutils.train import History, cached_train, epoch_permutation, evaluate, steps_to, train
+from bnutils.train import (History, cached_train, epoch_permutation, evaluate, final_accuracy,
+                           steps_to, train)
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +176,16 @@ def test_steps_to_is_the_first_evaluation_at_the_threshold():
                 test_loss=np.zeros(4))
     assert steps_to(h, 0.55) == 10 and steps_to(h, 0.9) == 30 and steps_to(h, 0.1) == 0
     assert steps_to(h, 0.95) is None
+
+
+def test_final_accuracy_over_the_last_window():
+    h = History(train_loss=np.zeros(10), train_acc=np.arange(10) / 10,
+                eval_steps=np.array([0, 5, 10]), test_loss=np.zeros(3),
+                test_acc=np.array([0.1, 0.4, 0.8]), steps=10)
+    assert final_accuracy(h, 4) == pytest.approx(np.mean([0.6, 0.7, 0.8, 0.9]))
+    assert final_accuracy(h, 5, "test") == pytest.approx(np.mean([0.4, 0.8]))
+    assert final_accuracy(h, 4, "test") == pytest.approx(0.8)
+    h.diverged_at = 7
+    assert np.isnan(final_accuracy(h, 4))
+    with pytest.raises(ValueError, match="allowed: train, test"):
+        final_accuracy(h, 4, "valid")
