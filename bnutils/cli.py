@@ -79,35 +79,31 @@ def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = 
     tmp = output.with_name(f".{output.name}.running")
     pm.execute_notebook(str(nb), str(tmp), parameters=parameters, progress_bar=True,
                         cwd=str(nb.parent), kernel_name="python3", log_output=False)
-    _tidy(tmp, {"chapter": cfg.chapter, "parameters": parameters, **cfg.as_dict(),
+    _tidy(tmp, output, {"chapter": cfg.chapter, "parameters": parameters, **cfg.as_dict(),
                 "versions": library_versions(),
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "wall_time_s": round(time.perf_counter() - t0, 1)})
     tmp.replace(output)
-    _relative_paths(output)
     print(f"wrote {output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     return output
 
 
-def _relative_paths(path: Path) -> None:
-    """Papermill stores absolute input and output paths: keep them relative to the project."""
+def _project_path(path: str | Path) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+
+
+def _tidy(path: Path, output: Path, record: dict[str, Any]) -> None:
+    """Hide papermill's injected-parameters cell (the run table shows the values), store the run
+    record in the notebook's metadata, and keep papermill's paths relative to the project (it
+    records absolute ones, and ``path`` is a temporary name for ``output``)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     meta = nb.metadata.get("papermill", {})
-    for key, value in (("input_path", meta.get("input_path")), ("output_path", str(path))):
-        if value:
-            p = Path(value).resolve()
-            meta[key] = str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
-    nbformat.write(nb, path)
-
-
-def _tidy(path: Path, record: dict[str, Any]) -> None:
-    """Hide papermill's injected-parameters cell (the run table shows the values) and store the
-    run record in the notebook's metadata."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
+    if meta.get("input_path"):
+        meta["input_path"] = _project_path(meta["input_path"])
+    meta["output_path"] = _project_path(output)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
