@@ -4,7 +4,8 @@
 # Others:
 #   make execute               re-execute every chapter (profile auto: full on a GPU, else quick)
 #   make chapter CH=01 ARGS="--profile quick --seed 3 -p lr=0.1"
-#   make baselines             refresh the quick-profile copies in tests/baselines/
+#   make baselines             refresh the quick-profile baselines in tests/baselines/
+#   make lint                  ruff (line length 100), also part of make test
 #   make check-suite-fails     show that a wrong BN backward turns the suite red
 #   make clean
 
@@ -23,7 +24,7 @@ ifneq ($(wildcard $(SHARED_CIFAR)),)
 export BNUTILS_DATA ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: setup book test execute chapter baselines check-suite-fails clean
+.PHONY: setup book test lint execute chapter baselines check-suite-fails clean
 
 setup: $(STAMP)
 
@@ -39,10 +40,13 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 # nbval re-executes every quick-profile baseline with a fresh cache, so nothing is reused.
-test: $(STAMP)
+test: $(STAMP) lint
 	rm -rf .cache/test && mkdir -p .cache/test
 	BNUTILS_CACHE=$(abspath .cache/test) $(BIN)/python -m pytest tests \
 	    --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check bnutils tests
 
 execute: $(STAMP)
 	$(BIN)/python -m bnutils execute

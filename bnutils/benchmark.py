@@ -4,7 +4,7 @@ Both loops train the same network (a VGG of [STIM18] App. A with Glorot init, th
 plain SGD at the same batch size, precision (fp32 or bf16 autocast), memory format and
 compilation. They differ only in how batches reach the model and in when the host waits:
 
-- ``fast``: :func:`bnutils.train.train`. The uint8 data set lives on the device, a batch is an
+- ``fast``: :func:`bnutils.core.train.train`. The uint8 data set lives on the device, a batch is an
   index gather, and per-step loss and accuracy stay on the device.
 - ``plain``: the loop of the PyTorch CIFAR-10 tutorial. A map-style data set turns each image into
   a PIL image and applies ``ToTensor`` and ``Normalize`` (as ``torchvision.datasets.CIFAR10``
@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
-from .data import Data, class_balanced_subset, load_cifar10
-from .models import VGG, VGG_CONFIGS
-from .profiles import resolve_device
-from .report import MarkdownTable, device_name
-from .train import train
+from .core.data import Data, class_balanced_subset, load_cifar10
+from .core.models import VGG, VGG_CONFIGS
+from .core.train import train
+from .infra import validate
+from .infra.config import resolve_device
+from .infra.report import MarkdownTable, device_name
 
 LOOPS = ("fast", "plain")
 
@@ -126,16 +127,14 @@ class BenchResult:
 
 def _check(steps: int, warmup: int, repeats: int, batch_size: int, workers: int, config: str,
            width: float, data: Data) -> None:
-    for name, v, low in (("steps", steps, 1), ("warmup", warmup, 1), ("repeats", repeats, 1),
-                         ("batch_size", batch_size, 1), ("workers", workers, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-    if config not in VGG_CONFIGS:
-        raise ValueError(f"unknown VGG config {config!r}; allowed: {', '.join(VGG_CONFIGS)}")
-    if not (isinstance(width, (int, float)) and width > 0):
-        raise ValueError(f"width must be a positive number, got {width!r}")
+    for name, x in (("steps", steps), ("warmup", warmup), ("repeats", repeats),
+                    ("batch_size", batch_size)):
+        validate.positive_int(name, x)
+    validate.nonnegative_int("workers", workers)
+    validate.one_of("VGG config", config, VGG_CONFIGS)
+    validate.positive_number("width", width)
     if not isinstance(data, Data) or data.x_train.dtype != torch.uint8 or data.x_train.ndim != 4:
-        raise TypeError("data must be a bnutils.data.Data of uint8 N x C x H x W images")
+        raise TypeError("data must be a bnutils.core.data.Data of uint8 N x C x H x W images")
     if batch_size > len(data.x_train):
         raise ValueError(f"batch_size must be at most the {len(data.x_train)} training images, "
                          f"got {batch_size}")
@@ -150,7 +149,7 @@ def benchmark(data: Data, *, config: str = "D", width: float = 0.125, batch_size
 
     ``lr`` is small so that neither loop diverges while it is timed; the images per second of a
     segment count only its training steps (the fast loop's evaluations are excluded by
-    :func:`bnutils.train.train`, the plain loop has none).
+    :func:`bnutils.core.train.train`, the plain loop has none).
     """
     _check(steps, warmup, repeats, batch_size, workers, config, width, data)
     device = resolve_device(device)
@@ -192,7 +191,7 @@ def benchmark(data: Data, *, config: str = "D", width: float = 0.125, batch_size
 
 def bench_cifar10(n_train: int = 10_000, **kw: Any) -> BenchResult:
     """:func:`benchmark` on a class-balanced subset of ``n_train`` CIFAR-10 training images
-    (:func:`bnutils.data.load_cifar10`); keyword arguments go to :func:`benchmark`."""
-    if isinstance(n_train, bool) or not isinstance(n_train, int) or not 10 <= n_train <= 50_000:
+    (:func:`bnutils.core.data.load_cifar10`); keyword arguments go to :func:`benchmark`."""
+    if validate.positive_int("n_train", n_train) and not 10 <= n_train <= 50_000:
         raise ValueError(f"n_train must be an integer in 10..50000, got {n_train!r}")
     return benchmark(class_balanced_subset(load_cifar10(), n_train // 10, 10), **kw)

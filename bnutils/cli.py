@@ -6,17 +6,22 @@
     python -m bnutils execute --missing                   # chapters in book/ with no outputs
     python -m bnutils baselines                           # quick-profile copies in tests/baselines
 
-Parameters are validated (by :func:`bnutils.profiles.configure`) before a kernel starts.
+Chapter ``NN`` is the notebook ``book/NN_<name>.ipynb``; its knobs and profiles live in the
+module ``bnutils.chapters.<name>`` (``PROFILES``), which validates the parameters before a kernel
+starts. A baseline in ``tests/baselines/`` keeps a chapter's code cells and the outputs that the
+regression tests compare (cells tagged ``nbval-check-output``), nothing else.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import datetime as dt
+import importlib
 import json
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +40,11 @@ def _notebook(chapter: str) -> Path:
     if key not in found:
         raise SystemExit(f"error: unknown chapter {chapter!r}; allowed: {', '.join(found)}")
     return found[key]
+
+
+def chapter_module(notebook: Path) -> ModuleType:
+    """``book/NN_<name>.ipynb`` -> the module ``bnutils.chapters.<name>``."""
+    return importlib.import_module(f"bnutils.chapters.{Path(notebook).stem[3:]}")
 
 
 def parse_value(text: str) -> Any:
@@ -64,12 +74,11 @@ def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = 
     """Validate, execute one chapter with papermill (progress bar on), write it, return its path."""
     import papermill as pm
 
-    from .profiles import configure
-    from .report import library_versions
+    from .infra.report import library_versions
 
     nb = _notebook(chapter)
     try:
-        cfg = configure(nb.name[:2], **parameters)
+        cfg = chapter_module(nb).PROFILES.configure(**parameters)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     output = Path(output) if output else nb
@@ -94,9 +103,10 @@ def _project_path(path: str | Path) -> str:
 
 
 def _tidy(path: Path, output: Path, record: dict[str, Any]) -> None:
-    """Hide papermill's injected-parameters cell (the run table shows the values), store the run
-    record in the notebook's metadata, and keep papermill's paths relative to the project (it
-    records absolute ones, and ``path`` is a temporary name for ``output``)."""
+    """Hide papermill's injected-parameters cell (the run table shows the values), drop stderr
+    output (progress bars, warnings), store the run record in the notebook's metadata, and keep
+    papermill's paths relative to the project (it records absolute ones, and ``path`` is a
+    temporary name for ``output``)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -108,7 +118,24 @@ def _tidy(path: Path, output: Path, record: dict[str, Any]) -> None:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = tags + ["remove-cell"]
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "stream" and o.name == "stderr")]
     nb.metadata["bnutils"] = record
+    nbformat.write(nb, path)
+
+
+def lighten(path: Path) -> None:
+    """Reduce an executed chapter to a regression baseline: its code cells, with outputs kept
+    only where the tests compare them (cells tagged ``nbval-check-output``)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in nb.cells:
+        if "nbval-check-output" not in cell.metadata.get("tags", []):
+            cell.outputs = []
+            cell.execution_count = None
     nbformat.write(nb, path)
 
 
@@ -160,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         BASELINES.mkdir(parents=True, exist_ok=True)
         for key in args.chapters or chapters():
             nb = _notebook(key)
-            run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name)
+            lighten(run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name))
     elif args.cmd == "bench":
         from .benchmark import bench_cifar10
         try:

@@ -3,7 +3,7 @@
     make check-suite-fails
 
 Copies the project to a temporary folder, removes ``+ dmu / m`` from the hand-written backward
-pass in ``bnutils/bn.py`` ([IS15] Sec. 3: dx = dxhat/sqrt(var+eps) + dvar*2(x-mu)/m + dmu/m),
+pass in ``bnutils/core/bn.py`` ([IS15] Sec. 3: dx = dxhat/sqrt(var+eps) + dvar*2(x-mu)/m + dmu/m),
 then runs the BN unit tests and Chapter 1's nbval regression test against the mutant. Exits 0
 when the suite goes red, as it must, and 1 when the mutant survives.
 """
@@ -29,10 +29,11 @@ def main() -> int:
             if (ROOT / f).is_file():
                 (copy / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / f, copy / f)
-        bn = copy / "bnutils" / "bn.py"
+        bn = copy / "bnutils" / "core" / "bn.py"
         src = bn.read_text()
         if src.count(TERM) != 1:
-            print(f"cannot find exactly one '{TERM.strip()}' in bnutils/bn.py", file=sys.stderr)
+            print(f"cannot find exactly one {TERM.strip()!r} in bnutils/core/bn.py",
+                  file=sys.stderr)
             return 2
         bn.write_text(src.replace(TERM, ""))
         env = dict(os.environ, PYTHONPATH=str(copy), BNUTILS_CACHE=str(Path(tmp) / "cache"),

@@ -5,7 +5,7 @@ import torch
 
 from bnutils.benchmark import BenchResult, PlainCIFAR, benchmark, plain_batches
 from bnutils.cli import main
-from bnutils.data import Data
+from bnutils.core.data import Data
 
 
 def tiny_images(n: int = 64, seed: int = 0) -> Data:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torchvision.io import encode_jpeg
 
-from bnutils import data as D
-from bnutils.data import Data, class_balanced_subset, dln_data, load_cifar10, load_digits_data
+from bnutils.core import data as D
+from bnutils.core.data import Data, class_balanced_subset, dln_data, load_cifar10, load_digits_data
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 CLASSES = ("cat", "dog", "frog")
@@ -18,10 +18,9 @@ OUTER_CACHE = os.environ.get("BNUTILS_CACHE")
 
 
 @pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BNUTILS_CACHE", str(tmp_path / "cache"))
+def no_data_source(monkeypatch):
+    """Data come only from what a test provides (the cache is per test, see conftest.py)."""
     monkeypatch.delenv("BNUTILS_DATA", raising=False)
-    monkeypatch.delenv("BNUTILS_REFRESH", raising=False)
 
 
 # ---------------------------------------------------------------------------------- digits

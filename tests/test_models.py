@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnutils.bn import BatchNorm, LpNorm, NoisyBatchNorm
-from bnutils.models import DLN, MLP, VGG, VGG_CONFIGS
+from bnutils.core.bn import BatchNorm, LpNorm, NoisyBatchNorm
+from bnutils.core.models import DLN, MLP, VGG, VGG_CONFIGS
 
 
 def norms(net):
@@ -12,14 +12,14 @@ def norms(net):
 
 def test_mlp_is15_shape_and_norm_before_each_sigmoid():
     net = MLP(784, norm="bn")
-    assert [l.linear.out_features for l in net.layers] == [100, 100, 100, 10]
+    assert [layer.linear.out_features for layer in net.layers] == [100, 100, 100, 10]
     assert norms(net) == [BatchNorm] * 3 + [nn.Identity]
-    assert all(isinstance(l.act, nn.Sigmoid) for l in net.layers[:3])
-    assert all(l.linear.bias is None for l in net.layers[:3])  # cancelled by BN
+    assert all(isinstance(layer.act, nn.Sigmoid) for layer in net.layers[:3])
+    assert all(layer.linear.bias is None for layer in net.layers[:3])  # cancelled by BN
     assert net(torch.randn(5, 784)).shape == (5, 10)
     plain = MLP(64, hidden=(7, 9), n_classes=3)
     assert norms(plain) == [nn.Identity] * 3
-    assert all(l.linear.bias is not None for l in plain.layers)
+    assert all(layer.linear.bias is not None for layer in plain.layers)
     assert plain(torch.randn(4, 64)).shape == (4, 3)
 
 
@@ -27,10 +27,11 @@ def test_mlp_is15_shape_and_norm_before_each_sigmoid():
 def test_vgg_conv_counts_and_output(config, n_conv):
     net = VGG(config, width=0.125)
     assert len(net.convs) == n_conv
-    assert sum(isinstance(l.linear, nn.Linear) for l in net.layers) == 2  # head: 1 hidden + out
+    # the head: one hidden layer and the output layer
+    assert sum(isinstance(layer.linear, nn.Linear) for layer in net.layers) == 2
     assert sum(isinstance(m, nn.MaxPool2d) for m in net.modules()) == 5
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    assert [l.linear.out_channels for l in net.convs] == \
+    assert [layer.linear.out_channels for layer in net.convs] == \
         [round(c / 8) for c in VGG_CONFIGS[config] if c != "M"]
 
 
@@ -61,11 +62,12 @@ def test_glorot_uniform_init():
 def test_dln_is_a_product_of_25_square_matrices():
     torch.manual_seed(0)
     net = DLN()
-    assert len(net.layers) == 25 and all(l.linear.weight.shape == (10, 10) for l in net.layers)
+    assert len(net.layers) == 25
+    assert all(layer.linear.weight.shape == (10, 10) for layer in net.layers)
     net.double()
     product = torch.eye(10, dtype=torch.float64)
-    for l in net.layers:
-        product = l.linear.weight @ product
+    for layer in net.layers:
+        product = layer.linear.weight @ product
     x = torch.randn(6, 10, dtype=torch.float64)
     assert torch.allclose(net(x), x @ product.T, rtol=1e-10, atol=1e-12)
     assert norms(DLN(norm="bn")) == [BatchNorm] * 25

@@ -1,4 +1,5 @@
-"""The project's own files agree with each other: dependencies, table of contents, baselines."""
+"""The project's own files agree with each other: dependencies, table of contents, chapters and
+their modules, baselines."""
 import json
 import re
 import tomllib
@@ -7,8 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bnutils import cli
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+MAX_CODE_LINES = 12
 
 
 def _name(req: str) -> str:
@@ -19,7 +23,7 @@ def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
-        wanted += extra
+        wanted += [r for r in extra if _name(r) != project["name"]]  # not bnutils[run] itself
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     norm = lambda reqs: {_name(r): r.replace(" ", "") for r in reqs}  # noqa: E731
@@ -50,17 +54,37 @@ def _tags(cell):
     return cell.get("metadata", {}).get("tags", [])
 
 
+def _code(cells):
+    return [c["source"] for c in cells
+            if c["cell_type"] == "code" and "injected-parameters" not in _tags(c)]
+
+
 @pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_shape(nb):
     cells = _cells(nb)
     params = [c for c in cells if "parameters" in _tags(c)]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
-    src = "".join(params[0]["source"])
-    for name in ("profile", "seed", "device"):
-        assert re.search(rf"^{name}\s*=", src, re.M), f"parameters cell lacks {name}"
+    names = re.findall(r"^(\w+)\s*=", "".join(params[0]["source"]), re.M)
+    knobs = cli.chapter_module(nb).PROFILES.knobs
+    assert names[:3] == ["profile", "seed", "device"] and sorted(names[3:]) == sorted(knobs), \
+        "the parameters cell lists profile, seed, device and exactly the chapter's knobs"
     checked = ["".join(c["source"]) for c in cells if "nbval-check-output" in _tags(c)]
-    assert any("claims_table(" in s for s in checked), "claims table must be checked by nbval"
-    assert "run.finish()" in "".join(cells[-1]["source"]), "last cell shows the run record"
+    assert any("claims(" in s for s in checked), "claims table must be checked by nbval"
+    assert "run_record(cfg)" in "".join(cells[-1]["source"]), "last cell shows the run record"
+    setup = next(c for c in cells if "setup(globals())" in "".join(c["source"]))
+    assert "hide-input" in _tags(setup), "the setup cell is hidden in the rendered page"
+    for c in cells:
+        if c["cell_type"] == "code" and not {"parameters", "injected-parameters"} & set(_tags(c)):
+            lines = "".join(c["source"]).splitlines()
+            assert len(lines) <= MAX_CODE_LINES, f"a code cell of {len(lines)} lines: {lines[0]}"
+
+
+@pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
+def test_stored_chapter_has_no_progress_or_warning_output(nb):
+    for c in _cells(nb):
+        for o in c.get("outputs", []):
+            assert not (o["output_type"] == "stream" and o["name"] == "stderr"), \
+                "stderr output (progress bars, warnings) in a stored chapter"
 
 
 @pytest.mark.parametrize("nb", CHAPTERS, ids=lambda p: p.stem)
@@ -69,8 +93,10 @@ def test_quick_baseline_exists_for_every_chapter(nb):
     assert base.exists(), f"run `make baselines` to create {base.relative_to(ROOT)}"
     record = json.loads(base.read_text())["metadata"].get("bnutils", {})
     assert record.get("profile") == "quick" and record.get("device") == "cpu"
-    # the baseline runs the same code cells as the book's notebook
-    strip = lambda cells: [c["source"] for c in cells  # noqa: E731
-                           if "injected-parameters" not in _tags(c)]
-    assert strip(_cells(base)) == strip(_cells(nb)), \
-        "baseline is stale: run `make baselines` after editing the chapter"
+    cells = _cells(base)
+    # the baseline runs the same code as the book's notebook; prose does not matter
+    assert _code(cells) == _code(_cells(nb)), \
+        "baseline is stale: run `make baselines` after editing the chapter's code"
+    # and keeps only what nbval compares
+    assert all(c["cell_type"] == "code" for c in cells)
+    assert all(not c.get("outputs") for c in cells if "nbval-check-output" not in _tags(c))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bnutils.plotting import running_mean
+from bnutils.infra.plotting import running_mean
 
 
 def test_running_mean_over_the_last_n_values():
@@ -16,7 +16,7 @@ def test_percentile_bands_draws_the_median_and_two_bands():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bnutils.plotting import percentile_bands
+    from bnutils.infra.plotting import percentile_bands
 
     steps = np.array([0, 10, 20])
     samples = np.stack([np.arange(101.0) + 100 * k for k in range(3)])  # percentiles = values

@@ -1,14 +1,12 @@
 import copy
 
-import numpy as np
 
 import pytest
 import torch
 from torch import nn
 
-from bnutils.models import MLP, VGG
-from bnutils.probes import (ActivationProbe, activations, distribution_shift, layer_groups, loss_and_grad,
-                            percentile_drift, preserved)
+from bnutils.core.models import MLP, VGG
+from bnutils.core.probes import ActivationProbe, activations, layer_groups, loss_and_grad, preserved
 
 
 def small_vgg(norm="bn"):
@@ -148,7 +146,7 @@ def test_preserved_restores_buffers_after_a_train_mode_forward():
 
 
 def test_layer_groups_rejects_other_models():
-    with pytest.raises(TypeError, match="bnutils.models.Net"):
+    with pytest.raises(TypeError, match="bnutils.core.models.Net"):
         layer_groups(nn.Sequential(nn.Linear(2, 2)))
 
 
@@ -194,24 +192,3 @@ def test_loss_and_grad_forks_a_noisy_bn_generator():
     assert torch.equal(first, second)  # G and G' see the same noise
     net.train()(x)
     assert not torch.equal(g.get_state(), state)  # an ordinary forward does draw from it
-
-
-def test_percentile_drift_by_hand():
-    steps = np.array([0, 10, 20, 100])
-    q = np.array([[0.0, 5.0, 1.0, -1.0], [0.0, 5.0, 2.0, 2.0], [0.0, 5.0, 3.0, 3.0]])
-    # from step 10 (10% of 100) to the end: |-6| + |-3| + |-2| = 11, over 3, over spread 4
-    assert percentile_drift(q, steps) == pytest.approx(11 / 3 / 4)
-    assert percentile_drift(q, steps, start_fraction=0.2) == pytest.approx((2 + 0 + 0) / 3 / 4)
-    with pytest.raises(ValueError, match="shape"):
-        percentile_drift(q[:2], steps)
-
-
-def test_distribution_shift_is_a_scaled_wasserstein_distance():
-    rng = np.random.default_rng(0)
-    start = rng.normal(size=(3, 2000))
-    assert distribution_shift(np.stack([start, start])) == 0.0
-    moved = distribution_shift(np.stack([start, start + 1.0]))
-    # W1 between N(0,1) and N(1,1) is 1; the pooled std of the two is sqrt(1 + 1/4)
-    assert moved == pytest.approx(1 / np.sqrt(1.25), rel=0.03)
-    assert distribution_shift(np.stack([start, start * 10])) == \
-        pytest.approx(distribution_shift(np.stack([start * 0.1, start])))

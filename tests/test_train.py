@@ -2,17 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from bnutils.data import Data
-from bnutils.models import DLN, MLP, VGG
-from bnutils.probes import ActivationProbe
-from bnutils.train import (History, cached_train, epoch_permutation, evaluate, final_accuracy,
-                           steps_to, train)
-
-
-@pytest.fixture(autouse=True)
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("BNUTILS_CACHE", str(tmp_path))
-    monkeypatch.delenv("BNUTILS_REFRESH", raising=False)
+from bnutils.core.data import Data
+from bnutils.core.models import DLN, MLP, VGG
+from bnutils.core.probes import ActivationProbe
+from bnutils.core.train import (History, cached_train, epoch_permutation, evaluate,
+                                final_accuracy, steps_to, train)
 
 
 def blobs(n=400, d=12, k=3, seed=0) -> Data:
@@ -77,7 +71,7 @@ def test_full_batch_gradient_descent_matches_hand_update():
     data = Data("dln", x, x @ a.T, x, x @ a.T)
     torch.manual_seed(0)
     net = DLN(depth=2)
-    w1, w2 = (l.linear.weight.detach().clone().requires_grad_() for l in net.layers)
+    w1, w2 = (layer.linear.weight.detach().clone().requires_grad_() for layer in net.layers)
     lr = 1e-3
     for _ in range(3):
         loss = ((x @ w1.T @ w2.T - x @ a.T) ** 2).sum()

@@ -11,9 +11,9 @@ input and output of ``net.layers[i - 1].norm``.
 - :class:`VGG`: [STIM18] App. A, VGG (Simonyan & Zisserman 2015) for 32x32 inputs.
 - :class:`DLN`: [STIM18] App. A, the deep linear network, 25 square 10x10 layers.
 
-Normalization layers come from :func:`bnutils.bn.make_norm` (``"bn"``, ``"noisy_bn"``, ``"l1"``,
-``"l2"``, ``"linf"``); ``norm_layers`` (1-based layer numbers) restricts them to some layers,
-e.g. ``norm_layers=(4,)`` for the public replication's single BN after the 4th conv;
+Normalization layers come from :func:`bnutils.core.bn.make_norm` (``"bn"``, ``"noisy_bn"``,
+``"l1"``, ``"l2"``, ``"linf"``); ``norm_layers`` (1-based layer numbers) restricts them to some
+layers, e.g. ``norm_layers=(4,)`` for the public replication's single BN after the 4th conv;
 ``norm_kw`` goes to the normalization's constructor, and ``norm_kw={"bn_impl": "torch"}`` swaps
 in ``torch.nn.BatchNorm1d/2d`` for ``"bn"`` (shown equivalent in the tests). Weights get
 Glorot (Xavier) uniform initialisation ([STIM18] App. A), biases zero; a layer followed by a
@@ -25,9 +25,11 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
+from ..infra import validate
+from .bn import NORMS as NORM_LAYERS
 from .bn import make_norm
 
-NORMS = ("none", "bn", "noisy_bn", "l1", "l2", "linf")
+NORMS = ("none", *NORM_LAYERS)
 BN_IMPLS = ("bnutils", "torch")
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "identity": nn.Identity}
 
@@ -93,8 +95,7 @@ def _norm(kind: str, linear: nn.Module, width: int, norm_kw: dict[str, Any]) -> 
 def _check(norm: str, norm_layers: Sequence[int] | None, n_layers: int,
            norm_kw: dict[str, Any] | None = None) -> set[int]:
     """Validate the normalization options; return the 1-based layers that get a normalization."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; allowed: {', '.join(NORMS)}")
+    validate.one_of("norm", norm, NORMS)
     impl = (norm_kw or {}).get("bn_impl", "bnutils")
     if impl not in BN_IMPLS or (impl == "torch" and norm != "bn"):
         raise ValueError(f"bn_impl {impl!r} not available for norm {norm!r}; allowed: "
@@ -134,8 +135,7 @@ class MLP(Net):
                  n_classes: int = 10, *, norm: str = "none", act: str = "sigmoid",
                  norm_layers: Sequence[int] | None = None,
                  norm_kw: dict[str, Any] | None = None) -> None:
-        if act not in ACTIVATIONS:
-            raise ValueError(f"unknown act {act!r}; allowed: {', '.join(ACTIVATIONS)}")
+        validate.one_of("act", act, ACTIVATIONS)
         if not hidden or any(h < 1 for h in hidden) or in_features < 1 or n_classes < 1:
             raise ValueError("in_features, n_classes and every hidden size must be positive")
         normed = _check(norm, norm_layers, len(hidden), norm_kw)
@@ -159,10 +159,8 @@ class VGG(Net):
                  head: Sequence[int] = (512,), in_channels: int = 3, norm: str = "none",
                  norm_layers: Sequence[int] | None = None,
                  norm_kw: dict[str, Any] | None = None) -> None:
-        if config not in VGG_CONFIGS:
-            raise ValueError(f"unknown VGG config {config!r}; allowed: {', '.join(VGG_CONFIGS)}")
-        if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
+        validate.one_of("VGG config", config, VGG_CONFIGS)
+        validate.positive_number("width", width)
         spec = VGG_CONFIGS[config]
         specs = []
         c = in_channels
@@ -196,8 +194,8 @@ class DLN(Net):
     def __init__(self, depth: int = 25, dim: int = 10, *, norm: str = "none",
                  norm_layers: Sequence[int] | None = None,
                  norm_kw: dict[str, Any] | None = None) -> None:
-        if depth < 1 or dim < 1:
-            raise ValueError(f"depth and dim must be positive, got {depth}, {dim}")
+        validate.positive_int("depth", depth)
+        validate.positive_int("dim", dim)
         normed = _check(norm, norm_layers, depth, norm_kw)
         super().__init__(_stack([(dim, dim, False, "identity", False)] * depth, norm, normed,
                                 norm_kw, bias=False))

@@ -37,6 +37,8 @@ import torch.nn as nn
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..infra import validate
+
 INFERENCE_MODES = ("ema", "population")
 NORMS = ("bn", "noisy_bn", "l1", "l2", "linf")
 
@@ -180,16 +182,11 @@ class BatchNorm(nn.Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  inference: str = "ema") -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) \
-                or num_features < 1:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"eps must be positive, got {eps!r}")
-        if not 0 < momentum <= 1:
+        validate.positive_int("num_features", num_features)
+        validate.positive_number("eps", eps)
+        if not 0 < validate.in_range("momentum", momentum, 0, 1):
             raise ValueError(f"momentum must lie in (0, 1], got {momentum!r}")
-        if inference not in INFERENCE_MODES:
-            raise ValueError(f"unknown inference {inference!r}; allowed: "
-                             f"{', '.join(INFERENCE_MODES)}")
+        validate.one_of("inference", inference, INFERENCE_MODES)
         self.num_features, self.eps, self.momentum, self.inference = \
             num_features, eps, momentum, inference
         self.weight = nn.Parameter(torch.ones(num_features))   # gamma
@@ -224,9 +221,7 @@ class BatchNorm(nn.Module):
         """(E[x], spread) used in eval mode, according to ``inference``."""
         if self.inference == "ema":
             return self.running_mean, self.running_var
-        if self.inference != "population":
-            raise ValueError(f"unknown inference {self.inference!r}; allowed: "
-                             f"{', '.join(INFERENCE_MODES)}")
+        validate.one_of("inference", self.inference, INFERENCE_MODES)
         if self.population_batches == 0:
             raise RuntimeError("no population statistics yet: run training batches (e.g. "
                                "population_statistics(model, batches)) before eval")
@@ -352,8 +347,7 @@ class LpNorm(BatchNorm):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  inference: str = "ema", p: float = 2) -> None:
         super().__init__(num_features, eps, momentum, inference)
-        if p not in (1, 2, math.inf):
-            raise ValueError(f"unknown p {p!r}; allowed: 1, 2, math.inf")
+        validate.one_of("p", p, (1, 2, math.inf))
         self.p = p
 
     def extra_repr(self) -> str:
@@ -383,139 +377,9 @@ def make_norm(kind: str, num_features: int, **kw) -> BatchNorm:
     Keyword arguments go to the layer's constructor (eps, momentum, inference, and the noise
     levels / generator of ``"noisy_bn"``).
     """
+    validate.one_of("normalisation", kind, NORMS)
     if kind == "bn":
         return BatchNorm(num_features, **kw)
     if kind == "noisy_bn":
         return NoisyBatchNorm(num_features, **kw)
-    if kind in ("l1", "l2", "linf"):
-        return LpNorm(num_features, p={"l1": 1, "l2": 2, "linf": math.inf}[kind], **kw)
-    raise ValueError(f"unknown normalisation {kind!r}; allowed: {', '.join(NORMS)}")
-
-
-# --------------------------------------------------------------------------------------------
-# Scale invariance ([IS15] Sec. 3.3)
-# --------------------------------------------------------------------------------------------
-
-
-def scale_invariance_check(W: Tensor, u: Tensor, a: float, eps: float = 0.0) -> dict[str, float]:
-    """[IS15] Sec. 3.3: BN((aW)u) = BN(Wu), d/du unchanged, d/d(aW) = (1/a) d/dW.
-
-    Passes the batch ``u`` (m, n_in) through the linear map ``W`` (n_out, n_in) and the BN
-    transform (gamma = 1, beta = 0, batch statistics), once with W and once with aW, and
-    back-propagates the same random upstream gradient. Returns the maximum absolute differences
-    ``output`` |BN(aWu) - BN(Wu)|, ``grad_u`` between the two d/du, and ``grad_W``
-    |a d/d(aW) - d/dW|. They vanish up to rounding when eps = 0 (eps breaks the invariance
-    slightly).
-    """
-    if not a > 0:
-        raise ValueError(f"the scale a must be positive, got {a!r}")
-    dy = torch.randn(u.shape[0], W.shape[0], dtype=u.dtype,
-                     generator=torch.Generator().manual_seed(0))
-    ones, zeros = torch.ones(W.shape[0], dtype=W.dtype), torch.zeros(W.shape[0], dtype=W.dtype)
-    results = []
-    for scale in (1.0, a):
-        Ws = (scale * W).detach().requires_grad_()
-        us = u.detach().clone().requires_grad_()
-        y = batch_norm(us @ Ws.T, ones, zeros, eps)
-        y.backward(dy)
-        results.append((y.detach(), us.grad, Ws.grad))
-    (y1, du1, dW1), (ya, dua, dWa) = results
-    return {"output": (ya - y1).abs().max().item(), "grad_u": (dua - du1).abs().max().item(),
-            "grad_W": (a * dWa - dW1).abs().max().item()}
-
-
-# --------------------------------------------------------------------------------------------
-# Measurements of Chapter 1
-# --------------------------------------------------------------------------------------------
-
-
-def backward_differences(shape: tuple[int, ...], seed: int = 0,
-                         dtype: torch.dtype = torch.float64) -> dict[str, dict[str, float]]:
-    """Max |difference| of our forward and hand-written backward ([IS15] Sec. 3) from references.
-
-    One random batch of ``shape`` (dense (N, C) or conv (N, C, H, W)), gamma, beta and upstream
-    gradient dy. Returns ``{"autograd": {...}, "torch": {...}}`` with entries ``y``, ``dx``,
-    ``dgamma``, ``dbeta``: against autograd through :func:`batch_norm_formula`, and against
-    ``torch.nn.functional.batch_norm`` (training mode, batch statistics).
-    """
-    if len(shape) not in (2, 3, 4):
-        raise ValueError(f"shape must be (N, C), (N, C, L) or (N, C, H, W), got {shape}")
-    g = torch.Generator().manual_seed(seed)
-    c = shape[1]
-    x = 3 * torch.randn(shape, generator=g, dtype=dtype) + 1
-    gamma = torch.rand(c, generator=g, dtype=dtype) + 0.5
-    beta = torch.randn(c, generator=g, dtype=dtype)
-    dy = torch.randn(shape, generator=g, dtype=dtype)
-    references = {
-        "autograd": batch_norm_formula,
-        "torch": lambda x, w, b: nn.functional.batch_norm(x, None, None, w, b, training=True),
-    }
-
-    def run(f) -> list[Tensor]:
-        inputs = [t.clone().requires_grad_() for t in (x, gamma, beta)]
-        y = f(*inputs)
-        return [y.detach(), *torch.autograd.grad(y, inputs, dy)]
-
-    ours = run(batch_norm)
-    return {name: {k: (a - b).abs().max().item()
-                   for k, a, b in zip(("y", "dx", "dgamma", "dbeta"), ours, run(f))}
-            for name, f in references.items()}
-
-
-@torch.no_grad()
-def inference_estimates(n_batches: int, batch_size: int, n_channels: int = 100,
-                        mean: float = 2.0, var: float = 4.0, momentum: float = 0.1,
-                        seed: int = 0) -> dict[str, Tensor]:
-    """The two estimates of the population statistics along a stream of training batches.
-
-    Feeds ``n_batches`` batches of i.i.d. N(mean, var) values to a :class:`BatchNorm` layer in
-    training mode; its ``n_channels`` channels are independent repeats of the same experiment.
-    Returns, per batch seen (rows) and channel (columns): ``ema_mean``/``ema_var`` (PyTorch's
-    moving averages) and ``pop_mean``/``pop_var`` ([IS15] Alg. 2), plus ``pop_var_biased``, the
-    average of the biased batch variances without Alg. 2's m/(m-1) factor.
-    """
-    g = torch.Generator().manual_seed(seed)
-    layer = BatchNorm(n_channels, momentum=momentum, inference="population").double()
-    rows = []
-    for _ in range(n_batches):
-        layer(mean + math.sqrt(var) * torch.randn(batch_size, n_channels, generator=g,
-                                                  dtype=torch.float64))
-        pop_mean, pop_var = layer.population()
-        rows.append((layer.running_mean.clone(), layer.running_var.clone(), pop_mean, pop_var,
-                     pop_var * (batch_size - 1) / batch_size))
-    names = ("ema_mean", "ema_var", "pop_mean", "pop_var", "pop_var_biased")
-    return {k: torch.stack(v) for k, v in zip(names, zip(*rows))}
-
-
-@torch.no_grad()
-def alg2_check(batch_size: int, n_batches: int = 50, n_features: int = 5,
-               seed: int = 0) -> dict[str, float]:
-    """[IS15] Alg. 2: after :func:`population_statistics`, an eval-mode layer is the affine map
-    y = gamma / sqrt(Var[x] + eps) * x + (beta - gamma E[x] / sqrt(Var[x] + eps)), applied to
-    each example on its own.
-
-    Estimates the statistics of a random-gamma/beta layer from ``n_batches`` batches of
-    ``batch_size`` draws of N(2, 4) (double precision), then returns the max |difference| of its
-    output on a fresh batch from that map computed by hand (``"affine"``: E[x] the mean of the
-    batch means, Var[x] = m/(m-1) times the mean of the biased batch variances), and between an
-    example's output within the batch and alone (``"alone"``).
-    """
-    if batch_size < 2 or n_batches < 1 or n_features < 1:
-        raise ValueError(f"need batch_size >= 2, n_batches >= 1, n_features >= 1; got "
-                         f"{batch_size=}, {n_batches=}, {n_features=}")
-    g = torch.Generator().manual_seed(seed)
-    batches = [2 + 2 * torch.randn(batch_size, n_features, generator=g, dtype=torch.float64)
-               for _ in range(n_batches)]
-    layer = BatchNorm(n_features, inference="population").double()
-    layer.weight.uniform_(0.5, 2.0, generator=g)
-    layer.bias.normal_(generator=g)
-    population_statistics(layer, batches)
-    layer.eval()
-    m = batch_size
-    mean = torch.stack([b.mean(0) for b in batches]).mean(0)
-    var = m / (m - 1) * torch.stack([b.var(0, unbiased=False) for b in batches]).mean(0)
-    scale = layer.weight / torch.sqrt(var + layer.eps)
-    x = 2 + 2 * torch.randn(32, n_features, generator=g, dtype=torch.float64)
-    y = layer(x)
-    return {"affine": (y - (scale * x + layer.bias - scale * mean)).abs().max().item(),
-            "alone": (y[:1] - layer(x[:1])).abs().max().item()}
+    return LpNorm(num_features, p={"l1": 1, "l2": 2, "linf": math.inf}[kind], **kw)

@@ -1,6 +1,6 @@
 """Measurements on a network that leave it exactly as they found it.
 
-The measurement chapters look inside a :class:`bnutils.models.Net` during training:
+The measurement chapters look inside a :class:`bnutils.core.models.Net` during training:
 
 - :func:`layer_groups`: its layers in order as parameter groups, "layer i" of [STIM18] Def. 2.1
   (the i-th conv or linear layer with its own normalization parameters).
@@ -10,8 +10,8 @@ The measurement chapters look inside a :class:`bnutils.models.Net` during traini
   running statistics and counters), the optimizer and the random generators are left untouched.
 - :func:`activations` and :class:`ActivationProbe`: activations before ("pre") and after ("post")
   the normalization of named layers on a fixed probe batch ([IS15] Fig. 1, [STIM18] Figs. 1, 2),
-  also in training mode, without changing any running statistic (:func:`preserved`);
-  :func:`percentile_drift` summarises how their percentiles move during training.
+  also in training mode, without changing any running statistic (:func:`preserved`); the
+  summaries of how they move are in :mod:`bnutils.measure.shift`.
 
 [STIM18] Def. 2.1 in a few lines, for layer i at step t on the batch (x, y)::
 
@@ -30,7 +30,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -46,7 +45,7 @@ def layer_groups(net: Net) -> list[dict[str, nn.Parameter]]:
     """Layer i's parameters (its weights, bias, gamma, beta) as ``groups[i - 1]``, keyed by their
     names in ``net.named_parameters()``."""
     if not isinstance(net, Net):
-        raise TypeError(f"expected a bnutils.models.Net, got {type(net).__name__}")
+        raise TypeError(f"expected a bnutils.core.models.Net, got {type(net).__name__}")
     return [{f"layers.{i}.{k}": p for k, p in layer.named_parameters()}
             for i, layer in enumerate(net.layers)]
 
@@ -55,7 +54,7 @@ def layer_groups(net: Net) -> list[dict[str, nn.Parameter]]:
 def preserved(model: nn.Module) -> Iterator[nn.Module]:
     """Run a block on ``model`` and then put back its parameters, buffers, train/eval modes and
     the random generators, global and per module (so a probe does not shift the noise of noisy
-    BN; see :func:`bnutils.bn.forked_rng`)."""
+    BN; see :func:`bnutils.core.bn.forked_rng`)."""
     state = {k: v.clone() for k, v in model.state_dict(keep_vars=False).items()}
     modes = [(m, m.training) for m in model.modules()]
     with forked_rng(model):
@@ -103,7 +102,7 @@ def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool 
     normalization, pre and post coincide (the layer's linear output). Nothing about ``net``
     changes, in either mode."""
     if not isinstance(net, Net):
-        raise TypeError(f"expected a bnutils.models.Net, got {type(net).__name__}")
+        raise TypeError(f"expected a bnutils.core.models.Net, got {type(net).__name__}")
     bad = [i for i in layers if not 1 <= i <= len(net.layers)]
     if bad:
         raise ValueError(f"layers {bad} out of range; allowed: 1..{len(net.layers)}")
@@ -127,7 +126,7 @@ def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool 
 
 @dataclass(frozen=True, eq=False)
 class ActivationProbe:
-    """Samples of activations at some layers on a fixed batch, for :func:`bnutils.train.train`.
+    """Samples of activations at some layers on a fixed batch, for :func:`bnutils.core.train.train`.
 
     Called with the model, returns ``{"pre3": (units, values), "post3": ..., ...}``: the first
     ``units`` units of each layer and, per unit, a fixed random subset of ``values`` of its values
@@ -162,29 +161,3 @@ class ActivationProbe:
             keep = torch.randperm(rows.shape[1], generator=g)[:self.values].to(rows.device)
             out[name] = rows[:, keep]
         return out
-
-
-def percentile_drift(q: np.ndarray, eval_steps: np.ndarray, start_fraction: float = 0.1
-                     ) -> float:
-    """How far the 15th, 50th and 85th percentiles of an activation ([IS15] Fig. 1(b, c)) move
-    from ``start_fraction`` of training to the end: the mean |change| of the three, relative to
-    the final 15-85 spread. ``q`` has shape (3, evaluation points), rows in increasing order."""
-    q, eval_steps = np.asarray(q), np.asarray(eval_steps)
-    if q.ndim != 2 or q.shape[0] != 3 or q.shape[1] != len(eval_steps):
-        raise ValueError(f"q must have shape (3, {len(eval_steps)}), got {q.shape}")
-    if not 0 <= start_fraction < 1:
-        raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction!r}")
-    t0 = np.searchsorted(eval_steps, start_fraction * eval_steps[-1])
-    return float(np.abs(q[:, -1] - q[:, t0]).mean() / (q[2, -1] - q[0, -1]))
-
-
-def distribution_shift(samples: np.ndarray) -> float:
-    """How far sampled activations moved during training ([STIM18] Fig. 1, quantified): for each
-    unit, the 1-Wasserstein distance between its values at the first and at the last evaluation,
-    divided by the standard deviation of both pooled; the mean over units.
-    ``samples`` has shape (evaluations, units, values), as :class:`ActivationProbe` records."""
-    from scipy.stats import wasserstein_distance
-
-    samples = np.asarray(samples, dtype=float)
-    return float(np.mean([wasserstein_distance(a, b) / np.concatenate([a, b]).std()
-                          for a, b in zip(samples[0], samples[-1])]))

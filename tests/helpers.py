@@ -1,8 +1,8 @@
-"""Helpers shared by test_decoupling.py and test_gdnp.py (imported via pytest's rootdir-relative
-``prepend`` import mode, which puts tests/ on sys.path)."""
+"""Helpers shared by the tests of the float64 measurements (pytest's ``prepend`` import mode puts
+tests/ on sys.path)."""
 import torch
 
-from bnutils.decoupling import DTYPE
+from bnutils.measure.linalg import DTYPE
 
 
 def randn(*shape, seed=0):

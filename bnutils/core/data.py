@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import cache
+from ..infra import cache, validate
 
 DIGITS = ("auto", "mnist", "digits")
 
@@ -92,8 +92,7 @@ def load_digits_data(name: str = "auto", *, root: str | Path | None = None,
     ``"digits"``: scikit-learn's 1,797 8x8 digits, split 75/25, stratified and deterministic.
     ``"auto"``: MNIST if it can be had, else the 8x8 digits.
     """
-    if name not in DIGITS:
-        raise ValueError(f"unknown digits data set {name!r}; allowed: {', '.join(DIGITS)}")
+    validate.one_of("digits data set", name, DIGITS)
     if name == "digits":
         return _sklearn_digits()
     try:
@@ -174,8 +173,8 @@ def load_cifar10(path: str | Path | None = None, *, download: bool | None = None
     Looks, in order, at ``path`` or else ``$BNUTILS_DATA`` (a torchvision root, an image-folder
     tree or a zip of one), the default cache folder, then torchvision's download (tried only
     where a network is reachable, or with ``download=True``). Images are decoded once and cached
-    with a checksum in :func:`bnutils.cache.cache_dir`: a later load reads the cache (well under a
-    second), and a corrupted or truncated cache entry is rebuilt. ``mean``/``std`` are the
+    with a checksum in :func:`bnutils.infra.cache.cache_dir`: a later load reads the cache (well
+    under a second), and a corrupted or truncated cache entry is rebuilt. ``mean``/``std`` are the
     training set's per-channel statistics, for :meth:`Data.inputs`. Raises RuntimeError listing
     the ways to provide the data when none works.
     """
@@ -317,8 +316,8 @@ def class_balanced_subset(data: Data, n_train: int, n_test: int, seed: int = 0) 
             chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
         return torch.cat(chosen).sort().values.to(y.device)
 
-    if n_train < 1 or n_test < 1:
-        raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
+    validate.positive_int("n_train", n_train)
+    validate.positive_int("n_test", n_test)
     tr, te = pick(data.y_train, n_train), pick(data.y_test, n_test)
     return replace(data, x_train=data.x_train[tr], y_train=data.y_train[tr],
                    x_test=data.x_test[te], y_test=data.y_test[te])
@@ -332,8 +331,8 @@ def class_balanced_subset(data: Data, n_train: int, n_test: int, seed: int = 0) 
 def dln_data(n: int = 1000, dim: int = 10, *, n_test: int = 1000, seed: int = 0) -> Data:
     """[STIM18] App. A: inputs x ~ N(0, I_dim), a fixed matrix A with i.i.d. N(0, 1) entries,
     targets A x; ``n`` training samples (the paper's 1000) and ``n_test`` fresh test samples."""
-    if n < 1 or dim < 1 or n_test < 1:
-        raise ValueError(f"n, dim and n_test must be positive, got {n}, {dim}, {n_test}")
+    for name, value in (("n", n), ("dim", dim), ("n_test", n_test)):
+        validate.positive_int(name, value)
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(dim, dim, generator=g)
     x = torch.randn(n + n_test, dim, generator=g)

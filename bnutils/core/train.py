@@ -8,12 +8,12 @@ permutation drawn with a generator seeded by (seed, epoch), and the per-step los
 written into device tensors, so the host waits for the device only at evaluation points (every
 ``eval_every`` steps). There the loop also checks for divergence (a NaN or infinite training loss
 stops the run; :attr:`History.diverged_at` is the first such step) and calls an optional probe,
-e.g. :class:`bnutils.probes.ActivationProbe`, whose results are stacked over evaluation points.
+e.g. :class:`bnutils.core.probes.ActivationProbe`, whose results are stacked over evaluation points.
 On a GPU, ``amp`` (bf16 autocast), ``channels_last`` and ``compile`` (``torch.compile`` of the
 training forward pass) are available. On the CPU the same seed gives bit-identical curves.
 
 Long runs save a checkpoint every ``checkpoint_every`` steps and resume from it;
-:func:`cached_train` stores whole results in :mod:`bnutils.cache`, keyed by their parameters.
+:func:`cached_train` stores whole results in :mod:`bnutils.infra.cache`, keyed by their parameters.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import cache
+from ..infra import cache, validate
 from .data import Data
 
 LOSSES = ("cross_entropy", "sse")
@@ -84,8 +84,7 @@ def evaluate(model: nn.Module, data: Data, *, loss: str = "cross_entropy", split
 
     The loss is averaged over examples for cross-entropy and summed for ``"sse"``.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; allowed: train, test")
+    validate.one_of("split", split, ("train", "test"))
     x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     was_training = model.training
     model.eval()
@@ -118,18 +117,15 @@ def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> Te
 def _check(steps: int, lr: float, batch_size: int | None, eval_every: int, loss: str,
            data: Data) -> None:
     if not isinstance(data, Data):
-        raise TypeError(f"data must be a bnutils.data.Data, got {type(data).__name__}")
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
-    for name, v in (("steps", steps), ("eval_every", eval_every)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        raise TypeError(f"data must be a bnutils.core.data.Data, got {type(data).__name__}")
+    validate.one_of("loss", loss, LOSSES)
+    validate.positive_int("steps", steps)
+    validate.positive_int("eval_every", eval_every)
     if batch_size is not None and (not isinstance(batch_size, int) or
                                    not 1 <= batch_size <= len(data.x_train)):
         raise ValueError(f"batch_size must be None (full batch) or in 1..{len(data.x_train)}, "
                          f"got {batch_size!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and np.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    validate.positive_number("lr", lr)
 
 
 def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: int | None = 128,
@@ -143,7 +139,8 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
     ``batch_size=None`` is full-batch gradient descent (the DLN of [STIM18] App. A). ``seed``
     fixes the batch order and torch's global generator (used by noisy BN); the model's
     initialisation is the caller's. ``device`` defaults to the model's. ``probe(model)`` is called
-    at each evaluation point and must leave the model as it found it (see :mod:`bnutils.probes`).
+    at each evaluation point and must leave the model as it found it (see
+    :mod:`bnutils.core.probes`).
     With ``checkpoint`` (a file path) the run saves its state every ``checkpoint_every`` steps
     and, if the file exists, resumes from it.
     """
@@ -268,7 +265,9 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
     """
     key_params = {**params, "data": (data.name, tuple(data.x_train.shape)),
                   **{k: v for k, v in train_kw.items() if k not in ("probe", "progress")}}
-    ckpt = cache.cache_dir() / f"{cache.cache_key(name, key_params)}.ckpt"
+    probe = train_kw.get("probe")
+    code = (__name__, "bnutils.core.models") + ((type(probe).__module__,) if probe else ())
+    ckpt = cache.cache_dir() / f"{cache.cache_key(name, key_params, code)}.ckpt"
 
     def compute() -> History:
         torch.manual_seed(train_kw.get("seed", 0))
@@ -276,7 +275,7 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
         ckpt.unlink(missing_ok=True)
         return history
 
-    return cache.cached(name, key_params, compute)
+    return cache.cached(name, key_params, compute, code=code)
 
 
 def steps_to(history: History, threshold: float) -> int | None:
@@ -290,8 +289,7 @@ def final_accuracy(history: History, window: int, split: str = "train") -> float
     """Where a run ended ([STIM18] Fig. 1): the mean per-step training accuracy over the last
     ``window`` steps (``split="train"``), or the mean test accuracy of the evaluations within them
     (``"test"``); NaN for a run that diverged."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; allowed: train, test")
+    validate.one_of("split", split, ("train", "test"))
     if history.diverged:
         return float("nan")
     if split == "train":

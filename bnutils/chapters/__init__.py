@@ -1,0 +1,1 @@
+"""One module per chapter of the book, named after its notebook (``book/NN_<name>.ipynb``)."""

@@ -1,0 +1,1 @@
+"""Infrastructure: configuration, argument checks, the disk cache, figure style, reporting."""

@@ -1,0 +1,1 @@
+"""Chapter-agnostic measurement maths: rates and intervals, linear algebra, distribution shift."""

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from scipy import stats
+
+from bnutils.measure.stats import (Interval, decide, equivalent, fit_linear_rate, mean_ci,
+                                   proportion_ci)
+
+
+def test_fit_linear_rate_recovers_a_known_slope():
+    rng = np.random.default_rng(0)
+    t = np.arange(300)
+    errors = 10.0 ** (-0.05 * t + rng.normal(0, 0.05, t.size))
+    fit = fit_linear_rate(errors, upper=1.0, lower=1e-20)
+    assert fit.lo < -0.05 < fit.hi and fit.hi - fit.lo < 0.002
+    assert fit.first == 0 and fit.last == 299 and fit.n == 300
+    assert not fit.agrees_with(-0.06, rtol=0.05)
+    # the window stops before the first point under lower * error_0
+    fit = fit_linear_rate(10.0 ** (-0.1 * t), upper=1e-2, lower=1e-10)
+    assert (fit.first, fit.last) == (20, 100) and fit.slope == pytest.approx(-0.1)
+
+
+def test_fit_linear_rate_refuses_bad_input():
+    with pytest.raises(ValueError, match="finite positive"):
+        fit_linear_rate(np.array([1.0, 0.0, 0.1]))
+    with pytest.raises(ValueError, match="never fall"):
+        fit_linear_rate(np.array([1.0, 0.9, 0.8]))
+    with pytest.raises(ValueError, match="only 2 points"):
+        fit_linear_rate(np.array([1.0, 1e-3, 1e-4, 1e-12]))
+
+
+def test_mean_ci_is_the_t_interval():
+    ci = mean_ci([1.0, 2.0, 3.0])
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
+    assert ci.estimate == 2.0 and ci.lo == pytest.approx(2 - half) and ci.n == 3
+    single = mean_ci([0.7])
+    assert single.lo == single.hi == 0.7 and single.n == 1
+    with pytest.raises(ValueError, match="finite"):
+        mean_ci([1.0, float("nan")])
+
+
+def test_proportion_ci_is_the_wilson_interval():
+    ci = proportion_ci(80, 100)
+    assert ci.estimate == 0.8 and ci.lo == pytest.approx(0.7112, abs=1e-3)
+    assert ci.hi == pytest.approx(0.8666, abs=1e-3)
+    assert proportion_ci(0, 10).lo == 0.0 and proportion_ci(10, 10).hi == 1.0
+
+
+def test_decide_needs_intervals_apart_by_the_margin():
+    a, b = Interval(0.8, 0.78, 0.82, 3), Interval(0.7, 0.68, 0.72, 3)
+    assert decide(a, b) is True and decide(b, a) is False
+    assert decide(a, b, margin=0.07) is None  # apart by 0.06 only
+    near = Interval(0.75, 0.71, 0.79, 3)
+    assert decide(a, near) is None and decide(near, a) is None  # overlap: inconclusive
+
+
+def test_equivalent_within_a_margin():
+    a, b = Interval(0.80, 0.79, 0.81, 3), Interval(0.805, 0.80, 0.81, 3)
+    assert equivalent(a, b, margin=0.05) is True
+    assert equivalent(a, Interval(0.5, 0.49, 0.51, 3), margin=0.05) is False
+    assert equivalent(a, Interval(0.75, 0.70, 0.80, 3), margin=0.05) is None
