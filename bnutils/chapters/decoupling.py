@@ -423,7 +423,8 @@ def claims(cfg, checks: dict, closed: dict, rows: list[dict], summary: dict) -> 
             f"{r['fit_bn']}; theta-rate {fmt(r['local'])}; "
             f"{sum(q['fit_bn'].agrees_with(q['local'], RATE_RTOL) for q in same)}/{len(same)} "
             "agree",
-            verdict(all(summary["bn_bound_ok"][rows.index(q)] for q in same))))
+            verdict(all(summary["bn_bound_ok"][rows.index(q)] for q in same)),
+            seeds=len(same)))
     for r in first:
         k = f"kappa={r['kappa']:g}"
         same = [q for q in rows if q["kappa"] == r["kappa"]]
@@ -432,7 +433,8 @@ def claims(cfg, checks: dict, closed: dict, rows: list[dict], summary: dict) -> 
             f"slope {fmt(r['bound'])}",
             f"{r['fit_gd']}; {sum(q['fit_gd'].agrees_with(q['bound'], RATE_RTOL) for q in same)}"
             f"/{len(same)} agree",
-            verdict(all(q["fit_gd"].agrees_with(q["bound"], RATE_RTOL) for q in same))))
+            verdict(all(q["fit_gd"].agrees_with(q["bound"], RATE_RTOL) for q in same)),
+            seeds=len(same)))
     faster = [r["fit_bn"].slope / r["fit_gd"].slope for r in rows]
     n = len(rows)
     rows_claims.append(Claim(
@@ -440,5 +442,5 @@ def claims(cfg, checks: dict, closed: dict, rows: list[dict], summary: dict) -> 
         "seed 001 (encyclopedia)", "linear vs sub-linear",
         f"linear: GD {sum(summary['gd_linear'])}/{n}, BN form {sum(summary['bn_linear'])}/{n} "
         f"problems; exponent ratio BN/GD in [{fmt(min(faster))}, {fmt(max(faster))}]",
-        verdict(all(summary["bn_linear"]) and not any(summary["gd_linear"]))))
+        verdict(all(summary["bn_linear"]) and not any(summary["gd_linear"])), seeds=n))
     return claims_table(rows_claims)

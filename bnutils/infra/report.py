@@ -84,19 +84,25 @@ class Below:
 
 @dataclass(frozen=True)
 class Claim:
-    """One row of a chapter's claims table. ``verdict`` must come from :func:`verdict`."""
+    """One row of a chapter's claims table. ``verdict`` must come from :func:`verdict`;
+    ``seeds`` is the number of seeds (random problems, runs) behind it, "-" for an exact check
+    that no seed changes."""
 
     claim: str
     source: str
     paper: str
     measured: str
     verdict: str
+    seeds: int | str = "-"
+
+
+CLAIMS_HEADER = ("Claim", "Source", "Paper reports", "This run measured", "Seeds", "Verdict")
 
 
 def claims_table(claims: Sequence[Claim]) -> MarkdownTable:
-    """The table every chapter ends with: claim, source, paper, this run, verdict."""
-    return MarkdownTable(["Claim", "Source", "Paper reports", "This run measured", "Verdict"],
-                         [[c.claim, c.source, c.paper, c.measured, c.verdict] for c in claims])
+    """The table every chapter ends with: claim, source, paper, this run, seeds, verdict."""
+    return MarkdownTable(CLAIMS_HEADER, [[c.claim, c.source, c.paper, c.measured, c.seeds,
+                                          c.verdict] for c in claims])
 
 
 def key_numbers(numbers: dict[str, Any], digits: int = 3) -> MarkdownTable:
