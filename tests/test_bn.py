@@ -226,3 +226,28 @@ def test_population_statistics_leaves_the_random_generators_alone():
     layers.train()(batches[0])  # whereas a training forward draws from both
     assert not torch.equal(torch.get_rng_state(), state)
     assert not torch.equal(own.get_state(), own_state)
+
+
+def test_differentiable_twice_gives_the_same_gradients_and_a_hessian():
+    from bnutils.core.bn import differentiable_twice
+
+    torch.manual_seed(0)
+    layer = BatchNorm(3).double()
+    x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 3, dtype=torch.float64)
+    f = lambda: (layer(x) ** 2 * w).sum()  # noqa: E731  (a non-linear function of the output)
+    (g_hand,) = torch.autograd.grad(f(), x)
+    with pytest.raises(RuntimeError):  # the hand-written backward is once differentiable
+        (g,) = torch.autograd.grad(f(), x, create_graph=True)
+        torch.autograd.grad(g.sum(), x)
+    with differentiable_twice():
+        (g,) = torch.autograd.grad(f(), x, create_graph=True)
+        v = torch.randn(6, 3, dtype=torch.float64)
+        (hv,) = torch.autograd.grad((g * v).sum(), x)
+    torch.testing.assert_close(g.detach(), g_hand)
+    h = 1e-6  # Hessian-vector product against central differences of the gradient
+    grads = []
+    for sign in (1, -1):
+        xs = (x.detach() + sign * h * v).requires_grad_()
+        grads.append(torch.autograd.grad((layer(xs) ** 2 * w).sum(), xs)[0])
+    torch.testing.assert_close(hv, (grads[0] - grads[1]) / (2 * h), rtol=1e-6, atol=1e-6)

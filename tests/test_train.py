@@ -183,3 +183,43 @@ def test_final_accuracy_over_the_last_window():
     assert np.isnan(final_accuracy(h, 4))
     with pytest.raises(ValueError, match="allowed: train, test"):
         final_accuracy(h, 4, "valid")
+
+
+class CountingProbe:
+    """A step probe that takes the step's gradient and one more functional evaluation."""
+
+    def __init__(self, every):
+        self.every, self.seen = every, []
+
+    def __call__(self, step):
+        from bnutils.core.probes import loss_and_grad
+
+        loss, g = step.gradient()
+        loss2, _ = loss_and_grad(step.model, step.x, step.y, at=step.stepped(step.lr))
+        self.seen.append(step.t)
+        return {"loss": loss, "loss_after": loss2}
+
+
+@pytest.mark.parametrize("norm", ["bn", "noisy_bn"])
+def test_step_probes_leave_the_run_bit_identical(norm):
+    probe = CountingProbe(every=7)
+    net_a, a = run(norm=norm, steps=40)
+    net_b, b = run(norm=norm, steps=40, step_probes=[probe])
+    assert np.array_equal(a.train_loss, b.train_loss) and np.array_equal(a.test_acc, b.test_acc)
+    for p, q in zip(net_a.state_dict().values(), net_b.state_dict().values()):
+        assert torch.equal(p, q)
+    assert probe.seen == [0, 7, 14, 21, 28, 35]
+    assert list(b.measure_steps["loss"]) == probe.seen and b.measures["loss"].shape == (6,)
+    # the probe's loss at step t is the loss the step itself recorded
+    np.testing.assert_allclose(b.measures["loss"], b.train_loss[probe.seen], rtol=1e-6)
+    assert b.probe_seconds > 0 and not a.measures
+
+
+def test_step_probes_survive_a_resume(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    net_full, full = run(steps=60, step_probes=[CountingProbe(every=10)])
+    run(steps=40, step_probes=[CountingProbe(every=10)], checkpoint=ckpt, checkpoint_every=20)
+    _, resumed = run(steps=60, step_probes=[CountingProbe(every=10)], checkpoint=ckpt,
+                     checkpoint_every=20)
+    assert list(resumed.measure_steps["loss"]) == [0, 10, 20, 30, 40, 50]
+    np.testing.assert_array_equal(resumed.measures["loss"], full.measures["loss"])

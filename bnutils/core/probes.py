@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,7 @@ from torch.func import functional_call
 
 from .bn import forked_rng, per_unit
 from .models import Net
-from .train import loss_fn
+from .losses import loss_fn
 
 WHERE = ("pre", "post")
 
@@ -95,17 +95,25 @@ def loss_and_grad(model: nn.Module, x: Tensor, y: Tensor, at: dict[str, Tensor] 
                             for (k, p), g in zip(params.items(), grads)}
 
 
-def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool = False
-                ) -> dict[str, Tensor]:
+def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool = False,
+                at: Sequence[dict[str, Tensor] | None] | dict[str, Tensor] | None = None
+                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
     """Inputs ("pre") and outputs ("post") of the normalization of each layer in ``layers``
     (numbered from 1), on the batch ``x``: ``{"pre3": ..., "post3": ...}``. Without a
     normalization, pre and post coincide (the layer's linear output). Nothing about ``net``
-    changes, in either mode."""
+    changes, in either mode.
+
+    ``at``: parameters to use instead of the model's (name -> value, as in :func:`loss_and_grad`),
+    or a list of such dicts (``None`` = the model's own): then one result per entry, computed in
+    one :func:`preserved` block, so that the random draws of noisy BN continue from one pass to
+    the next as they do from one training step to the next.
+    """
     if not isinstance(net, Net):
         raise TypeError(f"expected a bnutils.core.models.Net, got {type(net).__name__}")
     bad = [i for i in layers if not 1 <= i <= len(net.layers)]
     if bad:
         raise ValueError(f"layers {bad} out of range; allowed: 1..{len(net.layers)}")
+    points = at if isinstance(at, (list, tuple)) else [at]
     found: dict[str, Tensor] = {}
 
     def hook(i: int):
@@ -113,15 +121,60 @@ def activations(net: Net, x: Tensor, layers: Sequence[int], *, train_mode: bool 
             found[f"pre{i}"], found[f"post{i}"] = inputs[0].detach(), output.detach()
         return record
 
+    results = []
     handles = [net.layers[i - 1].norm.register_forward_hook(hook(i)) for i in layers]
     try:
         with preserved(net), torch.no_grad():
             net.train(train_mode)
-            net(x.to(next(net.parameters()).device))
+            x = x.to(next(net.parameters()).device)
+            buffers = dict(net.named_buffers())
+            for point in points:
+                params = {k: (point or {}).get(k, p) for k, p in net.named_parameters()}
+                functional_call(net, (params, buffers), (x,))
+                results.append(dict(found))
     finally:
         for h in handles:
             h.remove()
-    return found
+    return results if isinstance(at, (list, tuple)) else results[0]
+
+
+@dataclass(eq=False)
+class Step:
+    """What a step probe sees at training step ``t``, before the update: the model at W^(t), the
+    step's batch ``(x, y)``, the learning rate and the loss. :meth:`gradient` is the step's own
+    gradient (computed once, shared by all probes of the step)."""
+
+    model: nn.Module
+    x: Tensor
+    y: Tensor
+    lr: float
+    loss: str
+    t: int
+    _base: tuple[Tensor, dict[str, Tensor]] | None = field(default=None, repr=False)
+
+    def gradient(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """Loss and gradient at W^(t) on the step's batch, in training mode (batch statistics):
+        what the optimizer uses for this step, computed functionally (:func:`loss_and_grad`)."""
+        if self._base is None:
+            self._base = loss_and_grad(self.model, self.x, self.y, loss=self.loss)
+        return self._base
+
+    def stepped(self, eta: float, names: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Parameters after a plain SGD step of size ``eta`` along the step's gradient, for the
+        parameters ``names`` (default: all), as an ``at`` dict for :func:`loss_and_grad`."""
+        _, g = self.gradient()
+        params = dict(self.model.named_parameters())
+        return {k: params[k].detach() - eta * g[k] for k in (params if names is None else names)}
+
+
+class StepProbe(Protocol):
+    """A measurement taken during training at steps ``t`` with ``t % every == 0``, before the
+    update (:func:`bnutils.core.train.train`, ``step_probes=``). It returns tensors by name and
+    must leave the model, its buffers and the random generators as it found them."""
+
+    every: int
+
+    def __call__(self, step: Step) -> dict[str, Tensor]: ...
 
 
 @dataclass(frozen=True, eq=False)

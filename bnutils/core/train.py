@@ -20,18 +20,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..infra import cache, validate
 from .data import Data
+from .losses import LOSSES, accuracy, loss_fn
+from .probes import Step, StepProbe
 
-LOSSES = ("cross_entropy", "sse")
 Probe = Callable[[nn.Module], dict[str, Tensor]]
 
 
@@ -42,9 +42,11 @@ class History:
     ``train_loss``/``train_acc`` have one entry per step taken (the batch's loss and accuracy
     before that step's update; accuracy is NaN for regression). ``eval_steps`` are the steps
     after which the test set was evaluated (0 = at initialisation). ``probes[name]`` stacks the
-    probe's results over the evaluation points. ``diverged_at`` is the first step whose training
-    loss was NaN or infinite (the run stopped there), else None. ``seconds`` is the wall time of
-    the training steps (evaluations and probes excluded), ``examples_per_s`` their throughput.
+    probe's results over the evaluation points. ``measures[name]`` stacks the results of the
+    step probes, taken before the update of the steps ``measure_steps[name]``. ``diverged_at``
+    is the first step whose training loss was NaN or infinite (the run stopped there), else None.
+    ``seconds`` is the wall time of the training steps (evaluations and probes excluded),
+    ``examples_per_s`` their throughput, ``probe_seconds`` the wall time of all probes.
     """
 
     train_loss: np.ndarray
@@ -53,28 +55,17 @@ class History:
     test_loss: np.ndarray
     test_acc: np.ndarray
     probes: dict[str, np.ndarray] = field(default_factory=dict)
+    measures: dict[str, np.ndarray] = field(default_factory=dict)
+    measure_steps: dict[str, np.ndarray] = field(default_factory=dict)
     diverged_at: int | None = None
     steps: int = 0
     seconds: float = 0.0
     examples_per_s: float = float("nan")
+    probe_seconds: float = 0.0
 
     @property
     def diverged(self) -> bool:
         return self.diverged_at is not None
-
-
-def loss_fn(name: str, out: Tensor, y: Tensor) -> Tensor:
-    """``"cross_entropy"``: mean over the batch; ``"sse"``: sum over the batch of the squared
-    error ||f(x) - y||^2 (the DLN loss of [STIM18] App. A)."""
-    if name == "cross_entropy":
-        return F.cross_entropy(out.float(), y)
-    return (out.float() - y).pow(2).sum()
-
-
-def _accuracy(out: Tensor, y: Tensor) -> Tensor:
-    if y.dtype != torch.int64:
-        return torch.full((), float("nan"), device=out.device)
-    return (out.argmax(1) == y).float().mean()
 
 
 @torch.no_grad()
@@ -97,7 +88,7 @@ def evaluate(model: nn.Module, data: Data, *, loss: str = "cross_entropy", split
             n = len(y)
             batch_loss = loss_fn(loss, out, y)
             total_loss += batch_loss * (n if loss == "cross_entropy" else 1)
-            correct += _accuracy(out, y) * n
+            correct += accuracy(out, y) * n
     finally:
         model.train(was_training)
     n_all = len(y_all)
@@ -130,7 +121,8 @@ def _check(steps: int, lr: float, batch_size: int | None, eval_every: int, loss:
 
 def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: int | None = 128,
           seed: int = 0, eval_every: int = 100, loss: str = "cross_entropy",
-          probe: Probe | None = None, device: torch.device | str | None = None,
+          probe: Probe | None = None, step_probes: Sequence[StepProbe] = (),
+          device: torch.device | str | None = None,
           amp: bool = False, channels_last: bool = False, compile: bool = False,
           checkpoint: str | Path | None = None, checkpoint_every: int = 1000,
           progress: bool = True) -> History:
@@ -139,8 +131,10 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
     ``batch_size=None`` is full-batch gradient descent (the DLN of [STIM18] App. A). ``seed``
     fixes the batch order and torch's global generator (used by noisy BN); the model's
     initialisation is the caller's. ``device`` defaults to the model's. ``probe(model)`` is called
-    at each evaluation point and must leave the model as it found it (see
-    :mod:`bnutils.core.probes`).
+    at each evaluation point, and each of ``step_probes`` at the steps it is due, before the
+    update, with the step's batch (:class:`bnutils.core.probes.Step`); both must leave the model
+    and the random generators as they found them (see :mod:`bnutils.core.probes`), so a probed
+    run is bit-identical to an unprobed one.
     With ``checkpoint`` (a file path) the run saves its state every ``checkpoint_every`` steps
     and, if the file exists, resumes from it.
     """
@@ -160,19 +154,23 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
     train_acc = torch.full((steps,), float("nan"), device=device)
     evals: list[tuple[int, float, float]] = []
     probes: list[dict[str, Tensor]] = []
+    measured: list[tuple[int, dict[str, Tensor]]] = []
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        start = _resume(Path(checkpoint), model, opt, train_loss, train_acc, evals, probes)
+        start = _resume(Path(checkpoint), model, opt, train_loss, train_acc, evals, probes,
+                        measured)
 
-    eval_seconds = 0.0
+    eval_seconds = probe_seconds = 0.0
 
     def measure(step: int) -> None:
-        nonlocal eval_seconds
+        nonlocal eval_seconds, probe_seconds
         t = time.perf_counter()
         evals.append((step, *evaluate(model, data, loss=loss, amp=amp)))
+        t1 = time.perf_counter()
         if probe is not None:
             probes.append({k: v.detach().cpu() for k, v in probe(model).items()})
-        eval_seconds += time.perf_counter() - t
+        eval_seconds += t1 - t
+        probe_seconds += time.perf_counter() - t1
 
     t0 = time.perf_counter()
     if start == 0:
@@ -192,6 +190,13 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
             x, y = data.inputs(data.x_train[idx]), data.y_train[idx]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        due = [p for p in step_probes if t % p.every == 0]
+        if due:
+            t1 = time.perf_counter()
+            context = Step(model, x, y, lr, loss, t)
+            for p in due:
+                measured.append((t, {k: v.detach().cpu() for k, v in p(context).items()}))
+            probe_seconds += time.perf_counter() - t1
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = forward(x)
         batch_loss = loss_fn(loss, out, y)
@@ -199,7 +204,7 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
         batch_loss.backward()
         opt.step()
         train_loss[t] = batch_loss.detach()
-        train_acc[t] = _accuracy(out.detach(), y)
+        train_acc[t] = accuracy(out.detach(), y)
         bar.update()
         done = t + 1
         if done % eval_every and done < steps:
@@ -212,33 +217,43 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
         measure(done)
         bar.set_postfix(loss=f"{float(train_loss[t]):.3g}", test_acc=f"{evals[-1][2]:.3f}")
         if checkpoint is not None and done - saved >= checkpoint_every and done < steps:
-            _save(Path(checkpoint), done, model, opt, train_loss, train_acc, evals, probes)
+            _save(Path(checkpoint), done, model, opt, train_loss, train_acc, evals, probes,
+                  measured)
             saved = done
     bar.close()
     taken = diverged_at if diverged_at is not None else steps
-    seconds = time.perf_counter() - t0 - eval_seconds
+    seconds = time.perf_counter() - t0 - eval_seconds - probe_seconds
     eval_steps, test_loss, test_acc = (np.array(c) for c in zip(*evals))
     names = probes[0] if probes else {}
+    series: dict[str, list] = {}
+    for t, record in measured:
+        if t < taken:
+            for k, v in record.items():
+                series.setdefault(k, []).append((t, v))
     return History(
         train_loss=train_loss[:taken].cpu().numpy(), train_acc=train_acc[:taken].cpu().numpy(),
         eval_steps=eval_steps.astype(int), test_loss=test_loss, test_acc=test_acc,
         probes={k: torch.stack([p[k] for p in probes]).numpy() for k in names},
-        diverged_at=diverged_at, steps=taken, seconds=seconds,
+        measures={k: torch.stack([v for _, v in s]).numpy() for k, s in series.items()},
+        measure_steps={k: np.array([t for t, _ in s]) for k, s in series.items()},
+        diverged_at=diverged_at, steps=taken, seconds=seconds, probe_seconds=probe_seconds,
         examples_per_s=(done - start) * bs / seconds if seconds > 0 else float("nan"))
 
 
 def _save(path: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer,
-          train_loss: Tensor, train_acc: Tensor, evals: list, probes: list) -> None:
+          train_loss: Tensor, train_acc: Tensor, evals: list, probes: list,
+          measured: list) -> None:
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     cache.atomic_save({"step": step, "model": model.state_dict(), "opt": opt.state_dict(),
                        "train_loss": train_loss[:step].cpu(), "train_acc": train_acc[:step].cpu(),
-                       "evals": evals, "probes": probes, "rng": rng}, path)
+                       "evals": evals, "probes": probes, "measured": measured, "rng": rng},
+                      path)
 
 
 def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer, train_loss: Tensor,
-            train_acc: Tensor, evals: list, probes: list) -> int:
+            train_acc: Tensor, evals: list, probes: list, measured: list) -> int:
     state = cache.load(path)
     if state is None:  # unreadable checkpoint: start again
         return 0
@@ -249,6 +264,7 @@ def _resume(path: Path, model: nn.Module, opt: torch.optim.Optimizer, train_loss
     train_acc[:step] = state["train_acc"].to(train_acc.device)
     evals.extend(state["evals"])
     probes.extend(state["probes"])
+    measured.extend(state.get("measured", []))
     torch.set_rng_state(state["rng"]["cpu"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -259,14 +275,17 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
                  **train_kw: Any) -> History:
     """:func:`train` a freshly built model, cached under ``(name, params, train_kw, data)``.
 
-    ``params`` must hold everything ``build`` and ``probe`` depend on (e.g. the model's
-    configuration); ``build`` is called after seeding torch with ``train_kw["seed"]``. A partial
-    run checkpoints next to the cache entry and resumes when interrupted.
+    ``params`` must hold everything ``build`` and the probes depend on (e.g. the model's
+    configuration and the probes' settings); the code of the probes' modules is part of the key.
+    ``build`` is called after seeding torch with ``train_kw["seed"]``. A partial run checkpoints
+    next to the cache entry and resumes when interrupted.
     """
     key_params = {**params, "data": (data.name, tuple(data.x_train.shape)),
-                  **{k: v for k, v in train_kw.items() if k not in ("probe", "progress")}}
-    probe = train_kw.get("probe")
-    code = (__name__, "bnutils.core.models") + ((type(probe).__module__,) if probe else ())
+                  **{k: v for k, v in train_kw.items()
+                     if k not in ("probe", "step_probes", "progress")}}
+    probes = [train_kw.get("probe"), *train_kw.get("step_probes", ())]
+    code = (__name__, "bnutils.core.models") + tuple(
+        type(p).__module__ for p in probes if type(p).__module__.startswith("bnutils."))
     ckpt = cache.cache_dir() / f"{cache.cache_key(name, key_params, code)}.ckpt"
 
     def compute() -> History:

@@ -6,11 +6,20 @@
   unit's values at the first and at the last evaluation, in units of their pooled spread.
 
 Both read the samples that :class:`bnutils.core.probes.ActivationProbe` records.
+:class:`MomentProbe` measures [STIM18] Fig. 8: how much each unit's mean and variance change
+from one training step to the next.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from scipy.stats import wasserstein_distance
+from torch import Tensor
+
+from ..core.bn import per_unit
+from ..core.probes import Step, activations
+from ..infra import validate
 
 
 def percentile_drift(q: np.ndarray, eval_steps: np.ndarray, start_fraction: float = 0.1
@@ -35,3 +44,34 @@ def distribution_shift(samples: np.ndarray) -> float:
     samples = np.asarray(samples, dtype=float)
     return float(np.mean([wasserstein_distance(a, b) / np.concatenate([a, b]).std()
                           for a, b in zip(samples[0], samples[-1])]))
+
+
+@dataclass(frozen=True, eq=False)
+class MomentProbe:
+    """[STIM18] Fig. 8: the change of each unit's mean and variance from step t to step t + 1.
+
+    Every ``every`` steps, the activations of ``layers`` after their normalization (what the
+    next layer sees; with noisy BN, after the noise) on the fixed batch ``x``, in training mode,
+    at W^(t) and at W^(t+1) = W^(t) - lr * (the step's gradient). The two passes run one after
+    the other, so noisy BN draws fresh noise for each, as it does for two training steps.
+    Returns ``dmean_i`` = |mu_{t+1} - mu_t| and ``dvar_i`` = |sigma^2_{t+1} - sigma^2_t| per unit
+    of layer i, and ``mean_i``/``var_i`` at step t."""
+
+    x: Tensor = field(repr=False)
+    layers: tuple[int, ...]
+    every: int
+
+    def __post_init__(self) -> None:
+        validate.positive_int("every", self.every)
+        validate.nonempty_list("layers", self.layers, validate.positive_int)
+
+    def __call__(self, step: Step) -> dict[str, Tensor]:
+        before, after = activations(step.model, self.x, self.layers, train_mode=True,
+                                    at=[None, step.stepped(step.lr)])
+        out = {}
+        for i in self.layers:
+            a, b = per_unit(before[f"post{i}"]), per_unit(after[f"post{i}"])
+            out[f"mean_{i}"], out[f"var_{i}"] = a.mean(1), a.var(1)
+            out[f"dmean_{i}"] = (b.mean(1) - a.mean(1)).abs()
+            out[f"dvar_{i}"] = (b.var(1) - a.var(1)).abs()
+        return out
