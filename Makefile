@@ -1,7 +1,13 @@
 # Two commands do everything on a fresh machine:
-#   make book   set up, execute chapters that hold no outputs yet, build the HTML (_build/html)
-#   make test   set up, run the unit tests and the notebook regression tests (nbval)
+#   make book   set up, execute chapters that hold no outputs yet, generate the claims dashboard
+#               and the reproducibility appendix, build the HTML (_build/html)
+#   make test   set up, lint, make book, run the unit tests, the notebook regression tests
+#               (nbval) and the browser test (every page in headless Chromium, network off)
 # Others:
+#   make html                  generate the pages and build the HTML, executing nothing
+#   make browser               the browser test alone, on _build/html (screenshots: _build/browser)
+#   make check-browser-fails   show that planted defects (a broken image, an unknown glue key...)
+#                              turn the browser test red
 #   make execute               re-execute every chapter (profile auto: full on a GPU, else quick)
 #   make chapter CH=01 ARGS="--profile quick --seed 3 -p lr=0.1"
 #   make baselines             refresh the quick-profile baselines in tests/baselines/
@@ -24,7 +30,8 @@ ifneq ($(wildcard $(SHARED_CIFAR)),)
 export BNUTILS_DATA ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: setup book test lint execute chapter baselines check-suite-fails clean
+.PHONY: setup book html pages browser test lint execute chapter baselines check-suite-fails \
+        check-browser-fails clean
 
 setup: $(STAMP)
 
@@ -36,14 +43,25 @@ $(STAMP): pyproject.toml
 
 book: $(STAMP)
 	$(BIN)/python -m bnutils execute --missing
-	$(BIN)/jupyter-book build . --builder html --warningiserror
+	$(MAKE) --no-print-directory html
 	@echo "open _build/html/index.html"
 
-# nbval re-executes every quick-profile baseline with a fresh cache, so nothing is reused.
-test: $(STAMP) lint
+html: pages
+	$(BIN)/jupyter-book build . --builder html --warningiserror --quiet
+
+# book/claims.md, book/reproducibility.md, book/_findings.md: from the executed chapters
+pages: $(STAMP)
+	$(BIN)/python -m bnutils pages
+
+browser: $(STAMP)
+	$(BIN)/python tests/browser_check.py
+
+# nbval re-executes every quick-profile baseline with a fresh cache, so nothing is reused;
+# tests/test_browser.py opens the book that `make book` just built.
+test: $(STAMP) lint book
 	rm -rf .cache/test && mkdir -p .cache/test
 	BNUTILS_CACHE=$(abspath .cache/test) $(BIN)/python -m pytest tests \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check bnutils tests
@@ -59,6 +77,9 @@ baselines: $(STAMP)
 
 check-suite-fails: $(STAMP)
 	$(BIN)/python tests/check_suite_fails.py
+
+check-browser-fails: $(STAMP)
+	$(BIN)/python tests/check_browser_fails.py
 
 clean:
 	rm -rf _build .cache

@@ -5,6 +5,7 @@
     python -m bnutils run 01 --output /tmp/ch1.ipynb      # leave book/ untouched
     python -m bnutils execute --missing                   # chapters in book/ with no outputs
     python -m bnutils baselines                           # quick-profile copies in tests/baselines
+    python -m bnutils pages                               # claims dashboard, reproducibility
 
 Chapter ``NN`` is the notebook ``book/NN_<name>.ipynb``; its knobs and profiles live in the
 module ``bnutils.chapters.<name>`` (``PROFILES``), which validates the parameters before a kernel
@@ -71,8 +72,16 @@ def has_outputs(path: Path) -> bool:
 
 
 def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = None) -> Path:
-    """Validate, execute one chapter with papermill (progress bar on), write it, return its path."""
+    """Validate, execute one chapter with papermill, write it, return its path.
+
+    The terminal shows papermill's progress bar and one result line, nothing else: the kernel
+    talks over a Unix socket in a private folder (IPC transport, so it has no reason to warn about
+    unencrypted TCP), the temporary file ends in ``.ipynb`` and every cell has an id."""
+    import shutil
+    import tempfile
+
     import papermill as pm
+    from traitlets.config import Config
 
     from .infra.report import library_versions
 
@@ -83,18 +92,38 @@ def run_chapter(chapter: str, parameters: dict[str, Any], output: Path | None = 
         raise SystemExit(f"error: {e}") from None
     output = Path(output) if output else nb
     t0 = time.perf_counter()
-    print(f"running {nb.name}: profile={cfg.profile} device={cfg.device} seed={cfg.seed}",
-          file=sys.stderr)
-    tmp = output.with_name(f".{output.name}.running")
-    pm.execute_notebook(str(nb), str(tmp), parameters=parameters, progress_bar=True,
-                        cwd=str(nb.parent), kernel_name="python3", log_output=False)
+    tmp = output.with_name(f".{output.stem}.running.ipynb")
+    sockets = tempfile.mkdtemp(prefix="bnutils-kernel-")
+    kernel = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(sockets) / "kernel")}})
+    try:
+        pm.execute_notebook(_with_cell_ids(nb), str(tmp), parameters=parameters,
+                            progress_bar=True, cwd=str(nb.parent), kernel_name="python3",
+                            log_output=False, config=kernel)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+    wall = time.perf_counter() - t0
     _tidy(tmp, output, {"chapter": cfg.chapter, "parameters": parameters, **cfg.as_dict(),
                 "versions": library_versions(),
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                "wall_time_s": round(time.perf_counter() - t0, 1)})
+                "wall_time_s": round(wall, 1)}, source=nb)
     tmp.replace(output)
-    print(f"wrote {output} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    shown = _project_path(output) if output.resolve().is_relative_to(ROOT) else output
+    print(f"wrote {shown} (profile {cfg.profile}, device {cfg.device}, "
+          f"seed {cfg.seed}) in {wall:.0f} s", file=sys.stderr)
     return output
+
+
+def _with_cell_ids(path: Path) -> Any:
+    """The notebook at ``path`` with an id on every cell (nbformat warns about a missing one)."""
+    import nbformat
+    from nbformat.v4.nbbase import random_cell_id
+
+    raw = json.loads(Path(path).read_text())
+    if raw.get("nbformat", 4) == 4:
+        raw["nbformat_minor"] = max(raw.get("nbformat_minor", 0), 5)
+        for cell in raw["cells"]:
+            cell.setdefault("id", random_cell_id())
+    return nbformat.from_dict(raw)
 
 
 def _project_path(path: str | Path) -> str:
@@ -102,16 +131,18 @@ def _project_path(path: str | Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
 
 
-def _tidy(path: Path, output: Path, record: dict[str, Any]) -> None:
+def _tidy(path: Path, output: Path, record: dict[str, Any], source: Path | None = None) -> None:
     """Hide papermill's injected-parameters cell (the run table shows the values), drop stderr
     output (progress bars, warnings), store the run record in the notebook's metadata, and keep
     papermill's paths relative to the project (it records absolute ones, and ``path`` is a
-    temporary name for ``output``)."""
+    temporary name for ``output``); ``source`` is the notebook that ran."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     meta = nb.metadata.get("papermill", {})
-    if meta.get("input_path"):
+    if source is not None:
+        meta["input_path"] = _project_path(source)
+    elif isinstance(meta.get("input_path"), str):
         meta["input_path"] = _project_path(meta["input_path"])
     meta["output_path"] = _project_path(output)
     for cell in nb.cells:
@@ -155,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--missing", action="store_true", help="only chapters with no stored outputs")
     b = sub.add_parser("baselines", help="refresh tests/baselines (quick profile, CPU)")
     b.add_argument("chapters", nargs="*")
+    g = sub.add_parser("pages", help="write the claims dashboard and the reproducibility "
+                       "appendix from the executed chapters (bnutils.pages)")
+    g.add_argument("--book", type=Path, help="the folder of the chapters (default: book/)")
     n = sub.add_parser("bench", help="images/s of the book's training loop vs a plain "
                        "DataLoader loop (bnutils.benchmark)")
     n.add_argument("--device", default="auto")
@@ -188,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         for key in args.chapters or chapters():
             nb = _notebook(key)
             lighten(run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name))
+    elif args.cmd == "pages":
+        from .pages import write_pages
+        try:
+            for path in write_pages(args.book):
+                print(f"wrote {path}", file=sys.stderr)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     elif args.cmd == "bench":
         from .benchmark import bench_cifar10
         try:

@@ -56,3 +56,52 @@ def test_lighten_keeps_code_and_compared_outputs_only(tmp_path):
     cells = json.loads(path.read_text())["cells"]
     assert ["".join(c["source"]) for c in cells] == ["plot()", "claims()"]
     assert cells[0]["outputs"] == [] and "".join(cells[1]["outputs"][0]["text"]) == "table"
+
+
+FAKE_RUN = """
+import sys, types
+from pathlib import Path
+from bnutils import cli
+from bnutils.infra.config import ChapterProfiles
+cli.BOOK = Path(sys.argv[1])
+fake = types.SimpleNamespace(PROFILES=ChapterProfiles("99", "Fake", quick={"n": 1}, full={"n": 2}))
+cli.chapter_module = lambda notebook: fake
+sys.exit(cli.main(["run", "99", "--profile", "quick", "--output", sys.argv[2]]))
+"""
+
+
+def test_run_prints_only_its_progress_bar_and_result_line(tmp_path):
+    """No papermill warning about the temporary file's name, no kernel warning about TCP without
+    encryption, no nbformat warning about cells without ids (this notebook has none)."""
+    book = tmp_path / "book"
+    book.mkdir()
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "execution_count": None,
+         "outputs": [], "source": 'profile = "auto"\nseed = 0\ndevice = "auto"\nn = None'},
+        {"cell_type": "markdown", "metadata": {}, "source": "prose"},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": "print(n)"}]}
+    (book / "99_fake.ipynb").write_text(json.dumps(nb))
+    out = tmp_path / "out" / "99_fake.ipynb"
+    out.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-c", FAKE_RUN, str(book), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    lines = [ln.strip() for ln in proc.stderr.replace("\r", "\n").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("Executing:")]  # the progress bar
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {out} (profile quick"), lines
+    assert sorted(p.name for p in out.parent.iterdir()) == ["99_fake.ipynb"]  # no temporary file
+    written = json.loads(out.read_text())
+    assert all(c.get("id") for c in written["cells"])
+    assert written["metadata"]["bnutils"]["profile"] == "quick"
+    assert written["metadata"]["papermill"]["input_path"] == "99_fake.ipynb"
+
+
+def test_pages_command_writes_the_generated_pages(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bnutils", "pages", "--book", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "_findings.md", "claims.md", "reproducibility.md"]

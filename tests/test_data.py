@@ -176,6 +176,45 @@ def test_mismatched_classes_are_rejected(tmp_path):
         load_cifar10(tmp_path / "bad.zip")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not_a_zip"])
+def test_damaged_zip_says_it_exists_but_is_not_a_valid_zip(tiny_zip, monkeypatch, damage):
+    blob = tiny_zip.read_bytes()
+    tiny_zip.write_bytes(blob[:len(blob) // 2] if damage == "truncated" else b"<html>" * 100)
+    says = r"(?s)exists \(\d[\d,]* bytes\) but is not a valid zip.*python -m zipfile -t"
+    with pytest.raises(RuntimeError, match=says) as explicit:
+        load_cifar10(tiny_zip)
+    assert "not found" not in str(explicit.value)
+    monkeypatch.setenv("BNUTILS_DATA", str(tiny_zip))  # the way the book's Makefile passes it
+    with pytest.raises(RuntimeError, match=says) as from_env:
+        load_cifar10(download=False)
+    assert str(tiny_zip) in str(from_env.value) and "not found" not in str(from_env.value)
+
+
+def test_zip_with_a_damaged_member_says_so(tmp_path):
+    path = tmp_path / "crc.zip"
+    write_tree(tiny_tree(), zip_path=path)
+    blob = bytearray(path.read_bytes())
+    i = blob.index(b"\xff\xd8")  # the first JPEG's bytes, inside the archive
+    blob[i + 50] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(RuntimeError, match=r"(?s)is a zip file but cannot be read.*CRC"):
+        load_cifar10(path)
+
+
+def test_zip_with_the_wrong_layout_says_so(tmp_path):
+    flat = {k.replace("train/", "").replace("test/", "x"): v for k, v in tiny_tree().items()}
+    write_tree(flat, zip_path=tmp_path / "flat.zip")
+    with pytest.raises(RuntimeError, match=r"(?s)has the wrong layout.*named like: cifar10/"):
+        load_cifar10(tmp_path / "flat.zip")
+
+
+def test_too_few_images_per_class_says_how_to_fix(tiny_zip):
+    d = load_cifar10(tiny_zip)
+    with pytest.raises(ValueError, match=r"(?s)too few images per class.*has 4 examples, "
+                                         r"asked for 500.*n_train_per_class"):
+        class_balanced_subset(d, 500, 1)
+
+
 def test_class_balanced_subset_is_deterministic(tiny_zip):
     d = load_cifar10(tiny_zip)
     a, b = class_balanced_subset(d, 2, 1), class_balanced_subset(d, 2, 1)

@@ -180,6 +180,7 @@ def load_cifar10(path: str | Path | None = None, *, download: bool | None = None
     """
     if path is not None:
         if _cifar_kind(Path(path)) is None:
+            _explain_unusable(Path(path))
             raise RuntimeError(f"{path} is not a CIFAR-10 source. {HOW_TO_PROVIDE_CIFAR}")
         return _cached_cifar(Path(path))
     env = os.environ.get("BNUTILS_DATA")
@@ -187,6 +188,8 @@ def load_cifar10(path: str | Path | None = None, *, download: bool | None = None
     for source in sources:
         if _cifar_kind(source) is not None:
             return _cached_cifar(source)
+    if env:
+        _explain_unusable(Path(env))
     if download is None:
         download = _network_reachable("www.cs.toronto.edu")
     if not download:
@@ -196,6 +199,18 @@ def load_cifar10(path: str | Path | None = None, *, download: bool | None = None
     for train in (True, False):
         CIFAR10(str(data_root()), train=train, download=True)
     return _cached_cifar(data_root())
+
+
+def _explain_unusable(source: Path) -> None:
+    """Raise a RuntimeError that says what is wrong with a ``source`` that exists but cannot be
+    read (a damaged zip); return when there is nothing more specific to say than "not found"."""
+    if source.is_file() and not zipfile.is_zipfile(source):
+        size = source.stat().st_size
+        raise RuntimeError(
+            f"{source} exists ({size:,} bytes) but is not a valid zip file: it is probably "
+            "truncated or damaged (an interrupted copy or download). Fix: copy or download it "
+            f"again and test it with `python -m zipfile -t {source}`, or unpack it and point "
+            f"BNUTILS_DATA at the folder. {HOW_TO_PROVIDE_CIFAR}")
 
 
 def _cifar_kind(source: Path) -> str | None:
@@ -254,8 +269,15 @@ def _decode_cifar(source: Path) -> dict:
             out[f"y_{split}"] = torch.tensor(d.targets, dtype=torch.int64)
         return out | {"classes": list(d.classes)}
     if kind == "zip":
-        with zipfile.ZipFile(source) as z:
-            files = {n: z.read(n) for n in z.namelist() if n.lower().endswith(IMAGE_SUFFIXES)}
+        try:
+            with zipfile.ZipFile(source) as z:
+                files = {n: z.read(n) for n in z.namelist()
+                         if n.lower().endswith(IMAGE_SUFFIXES)}
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise RuntimeError(
+                f"{source} is a zip file but cannot be read ({e}): it is probably truncated or "
+                "damaged (an interrupted copy or download). Fix: copy or download it again and "
+                f"test it with `python -m zipfile -t {source}`. {HOW_TO_PROVIDE_CIFAR}") from e
     else:
         files = {str(p.relative_to(source)): p.read_bytes() for p in source.rglob("*")
                  if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -271,9 +293,11 @@ def _image_folder(files: dict[str, bytes], where: str) -> dict:
             found[parts[-3]].setdefault(parts[-2], []).append(name)
     classes = sorted(found["train"])
     if not classes or sorted(found["test"]) != classes:
-        raise RuntimeError(f"{where}: need train/<class>/ and test/<class>/ folders with the same "
-                           f"classes, found train {sorted(found['train'])}, test "
-                           f"{sorted(found['test'])}. {HOW_TO_PROVIDE_CIFAR}")
+        sample = ", ".join(sorted(files)[:3]) or "no .jpg/.jpeg/.png images at all"
+        raise RuntimeError(f"{where} has the wrong layout: need train/<class>/ and test/<class>/ "
+                           f"folders with the same classes (one extra top folder is fine), found "
+                           f"train {sorted(found['train'])}, test {sorted(found['test'])}; its "
+                           f"images are named like: {sample}. {HOW_TO_PROVIDE_CIFAR}")
     out: dict = {"classes": classes}
     for split in SPLITS:
         names = [n for c in classes for n in found[split][c]]
@@ -290,10 +314,14 @@ def _decode_images(blobs: list[bytes], where: str) -> Tensor:
     data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
     with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; still works
         warnings.simplefilter("ignore", DeprecationWarning)
-        if all(b[:2] == b"\xff\xd8" for b in blobs):
-            images = decode_jpeg(data, mode=ImageReadMode.RGB)
-        else:
-            images = [decode_image(d, mode=ImageReadMode.RGB) for d in data]
+        try:
+            if all(b[:2] == b"\xff\xd8" for b in blobs):
+                images = decode_jpeg(data, mode=ImageReadMode.RGB)
+            else:
+                images = [decode_image(d, mode=ImageReadMode.RGB) for d in data]
+        except RuntimeError as e:
+            raise RuntimeError(f"{where}: an image cannot be decoded ({e}); the data set is "
+                               "damaged: copy or download it again.") from e
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) != 1:
         raise RuntimeError(f"{where}: images of different sizes {sorted(shapes)[:3]}")
@@ -311,8 +339,13 @@ def class_balanced_subset(data: Data, n_train: int, n_test: int, seed: int = 0) 
         for c in range(data.n_classes):
             idx = (y.cpu() == c).nonzero().flatten()
             if per_class > len(idx):
-                raise ValueError(f"class {data.classes[c]!r} has {len(idx)} examples, "
-                                 f"asked for {per_class}")
+                full = (" (full CIFAR-10 has 5,000 training and 1,000 test images per class)"
+                        if data.name == "cifar10" else "")
+                raise ValueError(
+                    f"too few images per class in {data.name}: class {data.classes[c]!r} has "
+                    f"{len(idx)} examples, asked for {per_class}. The data set looks incomplete"
+                    f"{full}: provide all of it, or ask for fewer per class (for a chapter: "
+                    "-p n_train_per_class=N -p n_test_per_class=N).")
             chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
         return torch.cat(chosen).sort().values.to(y.device)
 
