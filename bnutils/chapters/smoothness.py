@@ -901,6 +901,8 @@ def numbers(cfg, convex: dict, theory: pd.DataFrame) -> dict[str, Any]:
     for key, v in s.items():
         out[f"{key}_holds"] = v["holds"]
         out[f"{key}_worst"] = v["worst"]
+        out[f"{key}_abs"] = float(theory[key].abs().max())
+    out["random_starts"] = cfg.convex_starts - 1
     iso = theory[theory["isotropic"]]
     fails = iso[~holds(iso, "thm42_variant")]
     small = theory["loss_scale"] < 1
