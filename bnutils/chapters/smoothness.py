@@ -17,6 +17,12 @@ its own heading below, and feeds the chapter-wide :func:`numbers`, :func:`key_ta
    :func:`random_net`, :func:`theory_draw`, :func:`theory_checks` (cached)), summarised by
    :func:`theory_table`, :func:`thm42_table`, :func:`worst_draws` and three figures.
 
+Both sections run on the CPU in float64 whatever ``cfg.device``, and take seconds. A later section
+goes in a block of its own after Section 2 (its knobs in ``PROFILES``, prefixed when they are
+specific to it), and adds its results as arguments of :func:`numbers`, :func:`key_table` and
+:func:`claims`. Generic second-order tools (Hessian-vector products, the top Hessian eigenvalue)
+live in :mod:`bnutils.measure.hessian`.
+
 Notation of [STIM18] Sec. 4: a layer y = W x over a batch of m examples; for unit j, y_j in R^m,
 its batch mean mu_j and (biased) standard deviation sigma_j, yhat_j = (y_j - mu_j) / sigma_j (so
 <1, yhat_j> = 0 and ||yhat_j||^2 = m), z_j = gamma yhat_j + beta with gamma, beta constant, eps = 0.
@@ -59,11 +65,9 @@ EXACT = Below(1e-10)
 
 
 def setup(namespace: dict[str, Any]):
-    """Configure the chapter from its notebook's parameters (:func:`bnutils.infra.report.setup`);
-    the problems are small, so one thread."""
-    cfg = report.setup(PROFILES, namespace)
-    torch.set_num_threads(1)
-    return cfg
+    """Configure the chapter from its notebook's parameters (:func:`bnutils.infra.report.setup`:
+    one thread in the quick profile on a CPU)."""
+    return report.setup(PROFILES, namespace)
 
 
 # ================================================================================================
