@@ -25,6 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .infra.config import PROFILES as PROFILE_NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 BASELINES = ROOT / "tests" / "baselines"
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list the chapters and whether they hold outputs")
     r = sub.add_parser("run", help="execute one chapter and write it back to book/")
     r.add_argument("chapter")
-    r.add_argument("--profile", choices=("quick", "full", "auto"))
+    r.add_argument("--profile", choices=PROFILE_NAMES)
     r.add_argument("--seed", type=int)
     r.add_argument("--device")
     r.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
