@@ -323,11 +323,11 @@ def reproducibility_page(chapters: list[Chapter]) -> str:
                                 if requested and requested != ch.profile else "")
         versions = ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items())
         chapter_knobs = ", ".join(f"`{k} = {_value(v)}`" for k, v in knobs(ch).items())
-        set_by_hand = {k: v for k, v in (r.get("parameters") or {}).items()}
+        given = r.get("parameters") or {}
         rows = [["profile", profile], ["device", ch.device], ["seed(s)", seeds(ch)],
                 ["knobs", chapter_knobs or "-"],
                 ["parameters given", ", ".join(f"`{k} = {_value(v)}`"
-                                               for k, v in set_by_hand.items()) or "none"],
+                                               for k, v in given.items()) or "none"],
                 ["library versions", versions or "-"], ["date", r.get("date", "-")],
                 ["wall time", wall_time(r.get("wall_time_s"))]]
         lines += _table(["Run", "Value"], rows)

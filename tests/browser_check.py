@@ -28,6 +28,7 @@ the reason on stderr.
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import functools
 import http.server
@@ -499,7 +500,6 @@ def _check_page(chrome: DevTools, session: str, origin: str, html: Path, page: s
             "clip": {"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1}},
             session=session)
         report.screenshot = Path(shots) / (page.replace("/", "__").removesuffix(".html") + ".png")
-        import base64
         report.screenshot.write_bytes(base64.b64decode(shot["data"]))
     report.seconds = time.monotonic() - t0
     return report
