@@ -59,3 +59,38 @@ def test_equivalent_within_a_margin():
     assert equivalent(a, b, margin=0.05) is True
     assert equivalent(a, Interval(0.5, 0.49, 0.51, 3), margin=0.05) is False
     assert equivalent(a, Interval(0.75, 0.70, 0.80, 3), margin=0.05) is None
+
+
+def test_fit_rate_over_divides_by_the_cost_per_step():
+    from bnutils.measure.stats import fit_rate_over
+    t = np.arange(200)
+    errors = 10.0 ** (-0.1 * t)
+    fit = fit_rate_over(3.0 * t, errors, upper=1e-2, lower=1e-10)
+    assert fit.slope == pytest.approx(-0.1 / 3) and (fit.first, fit.last) == (20, 100)
+    # an uneven cost: slope per unit cost over the same window
+    cost = np.cumsum(np.where(t % 2 == 0, 1.0, 3.0))
+    fit = fit_rate_over(cost, errors, upper=1e-2, lower=1e-10)
+    assert fit.slope == pytest.approx(-0.05, rel=0.01) and fit.lo < fit.slope < fit.hi
+    with pytest.raises(ValueError, match="same length"):
+        fit_rate_over(t[:-1], errors)
+    with pytest.raises(ValueError, match="increase"):
+        fit_rate_over(np.zeros(200), errors)
+
+
+def test_ratios_of_positive_intervals():
+    from bnutils.measure.stats import decide_ratio, log_ratio, paired_log_ratio
+    fast, slow = Interval(2.0, 1.9, 2.1, 3), Interval(1.0, 0.95, 1.05, 3)
+    r = log_ratio(fast, slow)
+    assert r.estimate == pytest.approx(np.log10(2)) and r.lo == pytest.approx(np.log10(1.9 / 1.05))
+    assert decide_ratio(r, 0.1) is True and decide_ratio(log_ratio(slow, fast), 0.1) is False
+    # apart, but by less than the margin: a factor 1.81 at least, 2.2 at most
+    assert decide_ratio(r, 1.0) is None
+    near = Interval(1.05, 0.9, 1.2, 3)
+    assert decide_ratio(log_ratio(near, slow), 0.0) is None  # overlap: inconclusive
+    with pytest.raises(ValueError, match="positive"):
+        log_ratio(Interval(0.0, -1.0, 1.0, 3), slow)
+    p = paired_log_ratio([2.0, 4.0, 8.0], [1.0, 2.0, 4.0])  # a = 2 b on every seed
+    assert p.estimate == pytest.approx(np.log10(2)) and p.lo == p.hi == pytest.approx(np.log10(2))
+    assert decide_ratio(p, 0.5) is True and decide_ratio(p, 1.5) is None
+    with pytest.raises(ValueError, match="margin"):
+        decide_ratio(p, -0.1)

@@ -9,6 +9,11 @@
   with a t-based confidence interval (:class:`RateFit`); :func:`is_linear` tells a constant rate
   (linear convergence) from a slowing one.
 - :func:`slope_ci`: a least-squares slope with its t confidence interval.
+- :func:`fit_rate_over`: :func:`fit_linear_rate` against a cost (evaluations, passes over the
+  data) instead of the iteration index.
+- :func:`log_ratio`, :func:`paired_log_ratio` and :func:`decide_ratio`: "is a faster than b by
+  more than a relative margin?" for positive quantities (speeds, costs), from two intervals or
+  from paired values over seeds.
 """
 from __future__ import annotations
 
@@ -163,3 +168,51 @@ def is_linear(errors: Tensor | np.ndarray, fit: RateFit | None, tol: float = 2.0
     a = fit_linear_rate(e[fit.first:mid + 1], upper=1.0, lower=1e-300).slope
     b = fit_linear_rate(e[mid:fit.last + 1], upper=1.0, lower=1e-300).slope
     return fit.hi < 0 and a < 0 and b < 0 and max(a / b, b / a) <= tol
+
+
+def fit_rate_over(cost: Sequence[float] | np.ndarray, errors: Tensor | np.ndarray, *,
+                  upper: float = 1e-2, lower: float = 1e-10, level: float = 0.95) -> RateFit:
+    """The slope of log10(error) per unit of ``cost`` (the cumulative cost at each record: gradient
+    evaluations, passes over the data), with a t-based CI, over the window that
+    :func:`fit_linear_rate` picks from the errors. Raises ValueError as that function does, or
+    when ``cost`` does not match ``errors`` or is not increasing over the window."""
+    c = np.asarray(cost, dtype=float)
+    window = fit_linear_rate(errors, upper=upper, lower=lower, level=level)
+    if c.shape != np.shape(np.asarray(errors, dtype=float)):
+        raise ValueError(f"cost and errors must have the same length, got {c.shape} and "
+                         f"{np.shape(errors)}")
+    t = np.arange(window.first, window.last + 1)
+    if not np.all(np.diff(c[t]) > 0):
+        raise ValueError("cost must increase over the fitted window")
+    e = np.asarray(errors, dtype=float)
+    return RateFit(*slope_ci(c[t], np.log10(e[t]), level), window.first, window.last,
+                   window.n, level)
+
+
+def log_ratio(a: Interval, b: Interval) -> Interval:
+    """log10(a/b) for two positive quantities: estimate log10(a.estimate/b.estimate), interval
+    [log10(a.lo/b.hi), log10(a.hi/b.lo)] (every ratio the two intervals allow)."""
+    if min(a.lo, b.lo) <= 0:
+        raise ValueError(f"log_ratio needs positive intervals, got lo = {a.lo}, {b.lo}")
+    return Interval(float(np.log10(a.estimate / b.estimate)), float(np.log10(a.lo / b.hi)),
+                    float(np.log10(a.hi / b.lo)), min(a.n, b.n), min(a.level, b.level))
+
+
+def paired_log_ratio(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Interval:
+    """The mean over pairs (seeds) of log10(a_i / b_i) with its t interval (:func:`mean_ci`): a
+    paired comparison of two positive quantities measured on the same problems."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or np.any(x <= 0) or np.any(y <= 0):
+        raise ValueError("a and b must be 1-D sequences of positive numbers of equal length")
+    return mean_ci(np.log10(x / y), level)
+
+
+def decide_ratio(log10_ratio: Interval, margin: float) -> bool | None:
+    """Is a larger than b by more than a factor (1 + margin), given an interval for log10(a/b)
+    (:func:`log_ratio`, :func:`paired_log_ratio`)? True when the whole interval lies above
+    log10(1 + margin), False when it lies below -log10(1 + margin) (b larger by that factor),
+    None (inconclusive) otherwise."""
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0, got {margin!r}")
+    zero = Interval(0.0, 0.0, 0.0, log10_ratio.n, log10_ratio.level)
+    return decide(log10_ratio, zero, float(np.log10(1 + margin)))
