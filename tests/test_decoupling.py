@@ -3,9 +3,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from bnutils.chapters.decoupling import (OLS, bn_ols_grad, bn_ols_loss, bn_unit,
+from bnutils.chapters.decoupling import (OLS, bn_ols_grad, bn_ols_loss, bn_unit, bound_excess,
                                          condition_sweep, decoupling_checks, gd_bn_ols, gd_ols,
-                                         ols_grad, ols_loss, ols_solution, optimal_length)
+                                         kappa_exponent, ols_grad, ols_loss, ols_solution,
+                                         optimal_length)
 from bnutils.measure.linalg import DTYPE, bn_weight, check_spd, empirical_cov
 from bnutils.measure.rayleigh import rayleigh, rayleigh_grad, rayleigh_local_rate, rayleigh_max
 from bnutils.measure.stats import fit_linear_rate
@@ -106,7 +107,8 @@ def test_bn_unit_is_scale_invariant_with_orthogonal_gradient():
         assert r["max |out(cw) - out(w)|"] < 1e-10
         assert r["|out - X wtilde|"] < 1e-10
         assert abs(r["cos(w, grad)"]) < 1e-10
-    assert abs(rows[0]["cos_S(w, grad)"]) > 1e-3  # S-orthogonality is a different statement
+    assert abs(rows[0]["cos_S(w, grad)"]) > 1e-3  # the plain gradient is not S-orthogonal
+    assert all(abs(r["cos_S(w, S^-1 grad)"]) < 1e-10 for r in rows)  # the S-gradient is
     norms = [r["c * ||grad||"] for r in rows]
     assert norms == pytest.approx([norms[1]] * 3, rel=1e-9)
     assert bn_unit(X, w, 1.5).std(correction=0).item() == pytest.approx(1.5)
@@ -121,3 +123,40 @@ def test_condition_sweep_rows():
         assert r["fit_bn"].agrees_with(r["local"], rtol=0.05)
     with pytest.raises(ValueError, match="every kappa must be > 1"):
         condition_sweep([10.0, 1.0], d=5, n_seeds=1)
+
+
+def test_bound_excess_checks_every_t_by_hand():
+    # rate 1/2 per step (log10 = -0.301): a curve at the bound, one below it, one above it once
+    rate = np.log10(0.5)
+    at = 0.5 ** np.arange(10)
+    assert bound_excess(at, rate) == pytest.approx(0.0, abs=1e-12)
+    below = at * np.r_[1.0, [0.9] * 9]
+    assert bound_excess(below, rate) == pytest.approx(-0.1)
+    bump = at.copy()
+    bump[3] *= 1.5  # above the bound at t = 3 only; its asymptotic slope is still the bound's
+    assert bound_excess(bump, rate) == pytest.approx(0.5)
+    # only the iterations where the bound is above the floor count
+    tail = at.copy()
+    tail[9] = 1.0
+    assert bound_excess(tail, rate, floor=0.5 ** 8.5) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="nothing to check"):
+        bound_excess(at, rate, floor=0.9)
+
+
+def test_gd_and_the_bn_form_stay_under_the_bound_at_every_step(problem):
+    w0 = randn(8, seed=9)
+    bound = 2 * np.log10(1 - problem.mu / problem.L)
+    assert bound_excess(gd_ols(problem, w0, 400), bound) <= 1e-9
+    assert bound_excess(gd_bn_ols(problem, w0, 400), bound) <= 1e-9
+    # a longer step (0.99/L instead of 1/(2L)) lets the top eigen-component decay by only
+    # |1 - 1.98| = 0.98 > 1 - mu/L = 0.95 per step: the bound breaks at some t
+    assert bound_excess(gd_ols(problem, w0, 400, lr=0.99 / problem.L), bound) > 0
+
+
+def test_kappa_exponent_of_rates_of_order_one_over_kappa():
+    from bnutils.measure.stats import RateFit
+    kappas = [10.0, 30.0, 100.0, 300.0]
+    rows = [dict(kappa=k, fit=RateFit(-0.87 / k * (1 + 0.01 * i), 0, 0, 0, 1, 2, 0.95))
+            for i, k in enumerate(kappas)]
+    a = kappa_exponent(rows, "fit")
+    assert a.estimate == pytest.approx(1.0, abs=0.01) and a.lo < 1.0 < a.hi + 0.01
