@@ -29,8 +29,9 @@ def test_key_depends_on_name_params_and_code(monkeypatch):
 
 def test_dependencies_follow_imports_but_skip_presentation():
     deps = cache.dependencies("bnutils.core.train")
-    assert {"bnutils.core.train", "bnutils.core.data", "bnutils.infra.cache"} <= set(deps)
-    assert "bnutils.core.models" not in deps  # train does not import it
+    assert {"bnutils.core.train", "bnutils.core.data", "bnutils.core.probes",
+            "bnutils.core.models", "bnutils.infra.cache"} <= set(deps)  # also through probes
+    assert "bnutils.core.models" not in cache.dependencies("bnutils.core.data")
     chapter = cache.dependencies("bnutils.chapters.gdnp")
     assert "bnutils.measure.stats" in chapter
     assert not set(chapter) & cache.PRESENTATION  # figures and tables never enter a key

@@ -59,3 +59,44 @@ def test_factor_grid_and_summaries():
     assert s["beta"][0] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="factors"):
         LandscapeProbe(factors=(), every=1)
+
+
+def test_hessian_probe_finds_the_top_eigenvalue_of_a_quadratic():
+    from bnutils.measure.landscape import HessianProbe
+
+    net, x, y = quadratic(5)
+    out = HessianProbe(iterations=200, every=1, tol=1e-12)(Step(net, x, y, 1e-3, "sse", 0))
+    top = 2 * torch.linalg.eigvalsh(x.T @ x)[-1]  # Hessian 2 (X^T X) kron I
+    assert out["hessian_top"].item() == pytest.approx(top.item(), rel=1e-8)
+    W = net.layers[0].linear.weight
+    assert out["param_norm2"].item() == pytest.approx((W ** 2).sum().item())
+
+
+def test_hessian_probe_of_a_bn_network_matches_an_explicit_hessian():
+    from torch.func import functional_call
+
+    from bnutils.core.bn import differentiable_twice
+    from bnutils.core.models import MLP
+    from bnutils.measure.landscape import HessianProbe
+
+    torch.manual_seed(0)
+    net = MLP(3, hidden=(4,), n_classes=2, norm="bn").double()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randint(0, 2, (8,))
+    out = HessianProbe(iterations=500, every=1, tol=1e-12)(Step(net, x, y, 0.1,
+                                                                "cross_entropy", 0))
+    names = [k for k, _ in net.named_parameters()]
+    shapes = [p.shape for _, p in net.named_parameters()]
+    flat0 = torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    def f(flat):
+        parts = torch.split(flat, [s.numel() for s in shapes])
+        params = {k: v.view(s) for k, v, s in zip(names, parts, shapes)}
+        out = functional_call(net, (params, dict(net.named_buffers())), (x,))
+        return torch.nn.functional.cross_entropy(out, y)
+
+    with differentiable_twice():
+        H = torch.autograd.functional.hessian(f, flat0)
+    eig = torch.linalg.eigvalsh(H)
+    dominant = eig[eig.abs().argmax()].item()
+    assert out["hessian_top"].item() == pytest.approx(dominant, rel=1e-6)

@@ -46,7 +46,9 @@ class History:
     step probes, taken before the update of the steps ``measure_steps[name]``. ``diverged_at``
     is the first step whose training loss was NaN or infinite (the run stopped there), else None.
     ``seconds`` is the wall time of the training steps (evaluations and probes excluded),
-    ``examples_per_s`` their throughput, ``probe_seconds`` the wall time of all probes.
+    ``examples_per_s`` their throughput, ``probe_seconds`` the wall time of all probes and
+    ``probe_times`` its split by kind of probe (class name; ``"gradient"``: the step's gradient
+    that the step probes share).
     """
 
     train_loss: np.ndarray
@@ -62,6 +64,7 @@ class History:
     seconds: float = 0.0
     examples_per_s: float = float("nan")
     probe_seconds: float = 0.0
+    probe_times: dict[str, float] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:
@@ -160,17 +163,23 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
         start = _resume(Path(checkpoint), model, opt, train_loss, train_acc, evals, probes,
                         measured)
 
-    eval_seconds = probe_seconds = 0.0
+    eval_seconds = 0.0
+    probe_times: dict[str, float] = {}
+
+    def timed(p: Any, *args: Any) -> dict[str, Tensor]:
+        t = time.perf_counter()
+        out = {k: v.detach().cpu() for k, v in p(*args).items()}
+        name = type(p).__name__
+        probe_times[name] = probe_times.get(name, 0.0) + time.perf_counter() - t
+        return out
 
     def measure(step: int) -> None:
-        nonlocal eval_seconds, probe_seconds
+        nonlocal eval_seconds
         t = time.perf_counter()
         evals.append((step, *evaluate(model, data, loss=loss, amp=amp)))
-        t1 = time.perf_counter()
+        eval_seconds += time.perf_counter() - t
         if probe is not None:
-            probes.append({k: v.detach().cpu() for k, v in probe(model).items()})
-        eval_seconds += t1 - t
-        probe_seconds += time.perf_counter() - t1
+            probes.append(timed(probe, model))
 
     t0 = time.perf_counter()
     if start == 0:
@@ -192,11 +201,12 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
             x = x.contiguous(memory_format=torch.channels_last)
         due = [p for p in step_probes if t % p.every == 0]
         if due:
-            t1 = time.perf_counter()
             context = Step(model, x, y, lr, loss, t)
+            t1 = time.perf_counter()
+            context.gradient()  # shared by the probes due at this step
+            probe_times["gradient"] = probe_times.get("gradient", 0.0) + time.perf_counter() - t1
             for p in due:
-                measured.append((t, {k: v.detach().cpu() for k, v in p(context).items()}))
-            probe_seconds += time.perf_counter() - t1
+                measured.append((t, timed(p, context)))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = forward(x)
         batch_loss = loss_fn(loss, out, y)
@@ -222,6 +232,7 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
             saved = done
     bar.close()
     taken = diverged_at if diverged_at is not None else steps
+    probe_seconds = sum(probe_times.values())
     seconds = time.perf_counter() - t0 - eval_seconds - probe_seconds
     eval_steps, test_loss, test_acc = (np.array(c) for c in zip(*evals))
     names = probes[0] if probes else {}
@@ -237,6 +248,7 @@ def train(model: nn.Module, data: Data, *, steps: int, lr: float, batch_size: in
         measures={k: torch.stack([v for _, v in s]).numpy() for k, s in series.items()},
         measure_steps={k: np.array([t for t, _ in s]) for k, s in series.items()},
         diverged_at=diverged_at, steps=taken, seconds=seconds, probe_seconds=probe_seconds,
+        probe_times=probe_times,
         examples_per_s=(done - start) * bs / seconds if seconds > 0 else float("nan"))
 
 
@@ -280,12 +292,7 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
     ``build`` is called after seeding torch with ``train_kw["seed"]``. A partial run checkpoints
     next to the cache entry and resumes when interrupted.
     """
-    key_params = {**params, "data": (data.name, tuple(data.x_train.shape)),
-                  **{k: v for k, v in train_kw.items()
-                     if k not in ("probe", "step_probes", "progress")}}
-    probes = [train_kw.get("probe"), *train_kw.get("step_probes", ())]
-    code = (__name__, "bnutils.core.models") + tuple(
-        type(p).__module__ for p in probes if type(p).__module__.startswith("bnutils."))
+    key_params, code = _cache_entry(params, data, train_kw)
     ckpt = cache.cache_dir() / f"{cache.cache_key(name, key_params, code)}.ckpt"
 
     def compute() -> History:
@@ -295,6 +302,26 @@ def cached_train(name: str, params: dict[str, Any], build: Callable[[], nn.Modul
         return history
 
     return cache.cached(name, key_params, compute, code=code)
+
+
+def _cache_entry(params: dict[str, Any], data: Data, train_kw: dict[str, Any]
+                 ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The parameters and code modules that key a cached training run."""
+    key_params = {**params, "data": (data.name, tuple(data.x_train.shape)),
+                  **{k: v for k, v in train_kw.items()
+                     if k not in ("probe", "step_probes", "progress")}}
+    probes = [train_kw.get("probe"), *train_kw.get("step_probes", ())]
+    code = (__name__, "bnutils.core.models") + tuple(
+        type(p).__module__ for p in probes if type(p).__module__.startswith("bnutils."))
+    return key_params, code
+
+
+def cached_history(name: str, params: dict[str, Any], data: Data, **train_kw: Any
+                   ) -> History | None:
+    """The result :func:`cached_train` would return for these arguments if it is in the cache
+    already, else None (nothing is trained)."""
+    key_params, code = _cache_entry(params, data, train_kw)
+    return cache.lookup(name, key_params, code=code)
 
 
 def steps_to(history: History, threshold: float) -> int | None:

@@ -156,6 +156,14 @@ def refreshing() -> bool:
     return os.environ.get("BNUTILS_REFRESH") == "1"
 
 
+def lookup(name: str, params: dict[str, Any], *, code: Iterable[str] = ()) -> Any | None:
+    """The cached result for ``(name, params, code)``, or None when there is none (or
+    ``BNUTILS_REFRESH=1`` asks for recomputation)."""
+    if refreshing():
+        return None
+    return load(cache_dir() / f"{cache_key(name, params, tuple(code))}.pt")
+
+
 def cached(name: str, params: dict[str, Any], compute: Callable[[], T], *,
            code: Iterable[str] = (), refresh: bool = False) -> T:
     """The cached result for ``(name, params, code)``, computed and stored when absent.

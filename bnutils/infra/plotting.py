@@ -12,6 +12,7 @@ COLORS: dict[str, str] = {
     "standard": "#4c72b0",
     "bn": "#dd8452",
     "noisy_bn": "#55a868",
+    "one_bn": "#8c8c8c",
     "l1": "#c44e52",
     "l2": "#8172b3",
     "linf": "#937860",
@@ -23,6 +24,7 @@ COLORS: dict[str, str] = {
 
 LABELS: dict[str, str] = {
     "standard": "Standard", "bn": "Standard + BN", "noisy_bn": "Standard + noisy BN",
+    "one_bn": "Standard + one BN",
     "l1": r"$\ell_1$ norm", "l2": r"$\ell_2$ norm", "linf": r"$\ell_\infty$ norm",
     "gdnp": "GDNP", "gd": "GD", "adam": "Adam", "theory": "theory",
 }
@@ -47,9 +49,11 @@ def use_style() -> None:
 
 def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 4.0, height: float = 3.0,
              **kw) -> tuple[plt.Figure, "matplotlib.axes.Axes | list"]:
-    """A figure of ``nrows x ncols`` panels, each ``width x height`` inches, constrained layout."""
+    """A figure of ``nrows x ncols`` panels, each ``width x height`` inches, constrained layout;
+    the axes come back squeezed only for a single panel (unless ``squeeze`` says otherwise)."""
+    kw.setdefault("squeeze", nrows * ncols == 1)
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
-                        layout="constrained", squeeze=nrows * ncols == 1, **kw)
+                        layout="constrained", **kw)
 
 
 def done(fig: plt.Figure) -> plt.Figure:

@@ -147,15 +147,16 @@ def setup(profiles: ChapterProfiles, namespace: Mapping[str, Any]) -> Config:
     return cfg
 
 
-def run_record(cfg: Config) -> MarkdownTable:
-    """The record of this execution: profile, device, seed, knobs, versions, date, wall time."""
+def run_record(cfg: Config, **extra: Any) -> MarkdownTable:
+    """The record of this execution: profile, device, seed, knobs, versions, date, wall time,
+    and any ``extra`` rows (e.g. the cost of a chapter's probes)."""
     profile = cfg.profile if cfg.requested_profile == cfg.profile \
         else f"{cfg.profile} (from {cfg.requested_profile})"
     started = _dt.datetime.fromtimestamp(cfg.started, _dt.timezone.utc)
     record = {"profile": profile, "device": device_name(cfg.device), "seed": cfg.seed,
               **cfg.knobs, **library_versions(),
               "date": started.strftime("%Y-%m-%d %H:%M UTC"),
-              "wall time": f"{time.time() - cfg.started:.0f} s"}
+              "wall time": f"{time.time() - cfg.started:.0f} s", **extra}
     return MarkdownTable(["Run", "Value"], list(record.items()))
 
 

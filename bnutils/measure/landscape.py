@@ -11,6 +11,10 @@ all on the same batch, along one gradient at one point (two mistakes of public r
 avoided: gradients from different batches, and envelopes taken across separate runs).
 :class:`LandscapeProbe` records the loss and the gradient difference at every eta, so the ranges
 and the gradient difference against step size ([STIM18] Fig. 11) follow from the record.
+
+Beyond the paper, :class:`HessianProbe` measures the curvature at the same points: the top
+eigenvalue of the Hessian of the step's mini-batch loss, the function the optimizer descends
+(with BN in training mode it depends on the whole batch through its statistics).
 """
 from __future__ import annotations
 
@@ -20,8 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.probes import Step, loss_and_grad
+from torch.func import functional_call
+
+from ..core.bn import differentiable_twice
+from ..core.losses import loss_fn
+from ..core.probes import Step, loss_and_grad, preserved
 from ..infra import validate
+from .hessian import top_eigenvalue
 
 
 def flat(grads: dict[str, Tensor]) -> Tensor:
@@ -81,3 +90,41 @@ def summarise(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ratio = diff / measures["landscape_step_norm"]
     return {"loss_min": loss.min(1), "loss_max": loss.max(1), "pred_min": diff.min(1),
             "pred_max": diff.max(1), "beta": ratio.max(1)}
+
+
+@dataclass(frozen=True, eq=False)
+class HessianProbe:
+    """The top eigenvalue of the Hessian of the step's mini-batch loss at W^(t), in training mode
+    (BN with the batch's statistics, differentiated twice through
+    :func:`bnutils.core.bn.differentiable_twice`), by ``iterations`` of power iteration on
+    Hessian-vector products (:func:`bnutils.measure.hessian.top_eigenvalue`, the eigenvalue of
+    largest magnitude). Returns ``hessian_top``, ``hessian_residual`` (||H v - lambda v|| of the
+    unit eigenvector found) and ``param_norm2`` (the squared norm of all parameters: with BN the
+    loss is invariant to the scale of the weights before a BN layer, and their curvature scales
+    as 1 / ||w||^2). Costs about 2 * ``iterations`` backward passes."""
+
+    iterations: int
+    every: int
+    tol: float = 1e-3
+
+    def __post_init__(self) -> None:
+        validate.positive_int("every", self.every)
+        validate.positive_int("iterations", self.iterations)
+
+    def __call__(self, step: Step) -> dict[str, Tensor]:
+        model = step.model
+        params = {k: p.detach().clone() for k, p in model.named_parameters()}
+        names = list(params)
+        with preserved(model), differentiable_twice():
+            model.train()
+            buffers = {k: b.clone() for k, b in model.named_buffers()}
+
+            def loss(*values: Tensor) -> Tensor:
+                out = functional_call(model, (dict(zip(names, values)), buffers), (step.x,))
+                return loss_fn(step.loss, out, step.y)
+
+            eig = top_eigenvalue(loss, list(params.values()), iters=self.iterations,
+                                 tol=self.tol)
+        return {"hessian_top": torch.tensor(eig.value, dtype=torch.float64),
+                "hessian_residual": torch.tensor(eig.residual, dtype=torch.float64),
+                "param_norm2": sum((p.double() ** 2).sum() for p in params.values())}

@@ -2,8 +2,9 @@
 
 - :func:`percentile_drift`: [IS15] Fig. 1(b, c), how far the 15th, 50th and 85th percentiles of
   an activation move, relative to their final spread.
-- :func:`distribution_shift`: [STIM18] Fig. 1, quantified, the 1-Wasserstein distance between a
-  unit's values at the first and at the last evaluation, in units of their pooled spread.
+- :func:`unit_shifts` and :func:`distribution_shift`: [STIM18] Fig. 1, quantified, the
+  1-Wasserstein distance between a unit's values at the first and at the last evaluation, in
+  units of their pooled spread.
 
 Both read the samples that :class:`bnutils.core.probes.ActivationProbe` records.
 :class:`MomentProbe` measures [STIM18] Fig. 8: how much each unit's mean and variance change
@@ -36,14 +37,20 @@ def percentile_drift(q: np.ndarray, eval_steps: np.ndarray, start_fraction: floa
     return float(np.abs(q[:, -1] - q[:, t0]).mean() / (q[2, -1] - q[0, -1]))
 
 
-def distribution_shift(samples: np.ndarray) -> float:
-    """How far sampled activations moved during training ([STIM18] Fig. 1, quantified): for each
-    unit, the 1-Wasserstein distance between its values at the first and at the last evaluation,
-    divided by the standard deviation of both pooled; the mean over units.
-    ``samples`` has shape (evaluations, units, values), as ``ActivationProbe`` records."""
+def unit_shifts(samples: np.ndarray) -> np.ndarray:
+    """How far each unit's sampled activations moved during training ([STIM18] Fig. 1,
+    quantified): the 1-Wasserstein distance between its values at the first and at the last
+    evaluation, divided by the standard deviation of both pooled (0: no change; a shift of the
+    mean by one standard deviation scores about 0.9). ``samples`` has shape (evaluations, units,
+    values), as ``ActivationProbe`` records; one value per unit."""
     samples = np.asarray(samples, dtype=float)
-    return float(np.mean([wasserstein_distance(a, b) / np.concatenate([a, b]).std()
-                          for a, b in zip(samples[0], samples[-1])]))
+    return np.array([wasserstein_distance(a, b) / np.concatenate([a, b]).std()
+                     for a, b in zip(samples[0], samples[-1])])
+
+
+def distribution_shift(samples: np.ndarray) -> float:
+    """The mean of :func:`unit_shifts` over units."""
+    return float(unit_shifts(samples).mean())
 
 
 @dataclass(frozen=True, eq=False)
