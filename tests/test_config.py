@@ -14,7 +14,7 @@ def test_auto_profile_follows_cuda():
 
 @pytest.mark.parametrize("bad", ["fast", "QUICK", "", None])
 def test_unknown_profile_names_the_allowed_ones(bad):
-    with pytest.raises(ValueError, match="allowed: quick, full, auto"):
+    with pytest.raises(ValueError, match="allowed: quick, long, full, auto"):
         resolve_profile(bad)
 
 
@@ -32,7 +32,7 @@ def test_cuda_requested_without_cuda():
 
 @pytest.mark.parametrize("profiles", CHAPTERS, ids=lambda p: p.chapter)
 def test_every_chapter_resolves_both_profiles(profiles):
-    for profile in ("quick", "full"):
+    for profile in ("quick", "long", "full"):
         cfg = profiles.configure(profile=profile, device="cpu")
         assert cfg.profile == profile
         assert cfg.as_dict()["chapter"] == profiles.chapter

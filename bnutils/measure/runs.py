@@ -22,7 +22,7 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
@@ -38,10 +38,15 @@ from .shift import MomentProbe
 
 #: The VGG protocol of each profile, shared by Chapters 2 and 3 (their PROFILES include it).
 #: ``probe_every``: moments and ICS; ``landscape_every`` and ``hessian_every``: their probes.
+#: ``long`` is the paper's protocol (all of CIFAR-10, 15,000 steps of batch 128) at 1/8 of the
+#: width, which a 2-core CPU trains in about half an hour per run.
 VGG_PROTOCOL = {
     "quick": dict(width=0.125, n_train_per_class=500, n_test_per_class=100, steps=250,
                   batch_size=128, eval_every=25, probe_every=25, landscape_every=50,
-                  hessian_every=125),
+                  hessian_every=100),
+    "long": dict(width=0.125, n_train_per_class=5000, n_test_per_class=1000, steps=15_000,
+                 batch_size=128, eval_every=500, probe_every=250, landscape_every=500,
+                 hessian_every=1500),
     "full": dict(width=1.0, n_train_per_class=5000, n_test_per_class=1000, steps=15_000,
                  batch_size=128, eval_every=500, probe_every=100, landscape_every=100,
                  hessian_every=1500),
@@ -50,6 +55,7 @@ VGG_PROTOCOL = {
 #: full-batch gradient descent (fewer in the quick profile, which must fit CI's time budget).
 DLN_PROTOCOL = {
     "quick": dict(dln_steps=1000, dln_seeds=3, dln_probe_every=100, dln_hessian_every=500),
+    "long": dict(dln_steps=10_000, dln_seeds=3, dln_probe_every=250, dln_hessian_every=2500),
     "full": dict(dln_steps=10_000, dln_seeds=3, dln_probe_every=250, dln_hessian_every=2500),
 }
 #: Which layers each probe looks at, by VGG configuration (layers numbered from 1, convs first):
@@ -93,6 +99,13 @@ class VGGRun:
     def layers(self) -> dict[str, tuple[int, ...]]:
         return VGG_LAYERS[self.config]
 
+    @classmethod
+    def of(cls, knobs: Mapping[str, Any], norm: str, lr: float, seed: int, config: str = "D",
+           norm_layers: tuple[int, ...] | None = None) -> "VGGRun":
+        """The run of ``norm`` at ``lr`` with the VGG protocol found in a chapter's ``knobs``."""
+        return cls(norm=norm, lr=lr, seed=seed, config=config, norm_layers=norm_layers,
+                   **{k: knobs[k] for k in VGG_PROTOCOL["quick"]})
+
 
 @dataclass(frozen=True)
 class DLNRun:
@@ -107,6 +120,12 @@ class DLNRun:
     dln_steps: int
     dln_probe_every: int
     dln_hessian_every: int
+
+    @classmethod
+    def of(cls, knobs: Mapping[str, Any], norm: str, lr: float, seed: int) -> "DLNRun":
+        """The run of ``norm`` at ``lr`` with the DLN protocol found in a chapter's ``knobs``."""
+        return cls(norm=norm, lr=lr, seed=seed,
+                   **{k: knobs[k] for k in DLN_PROTOCOL["quick"] if k != "dln_seeds"})
 
 
 def vgg_data(run: VGGRun) -> Data:
