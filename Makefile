@@ -9,6 +9,10 @@
 #   make check-browser-fails   show that planted defects (a broken image, an unknown glue key...)
 #                              turn the browser test red
 #   make execute               re-execute every chapter (profile auto: full on a GPU, else quick)
+#   make publish               the published book: every chapter in the long profile (hours on a
+#                              2-core CPU; training runs are cached and resume), then the HTML
+#   make seeds                 the seed-robustness appendix: every chapter at seeds 0-2 (quick)
+#                              and 0-1 (long, where the budget allows), recorded in book/seeds.json
 #   make chapter CH=01 ARGS="--profile quick --seed 3 -p lr=0.1"
 #   make baselines             refresh the quick-profile baselines in tests/baselines/
 #   make lint                  ruff (line length 100), also part of make test
@@ -30,8 +34,8 @@ ifneq ($(wildcard $(SHARED_CIFAR)),)
 export BNUTILS_DATA ?= $(SHARED_CIFAR)
 endif
 
-.PHONY: setup book html pages browser test lint execute chapter baselines check-suite-fails \
-        check-browser-fails clean
+.PHONY: setup book html pages browser test lint execute publish seeds chapter baselines \
+        check-suite-fails check-browser-fails clean
 
 setup: $(STAMP)
 
@@ -68,6 +72,17 @@ lint: $(STAMP)
 
 execute: $(STAMP)
 	$(BIN)/python -m bnutils execute
+
+publish: $(STAMP)
+	$(BIN)/python -m bnutils execute --profile long
+	$(MAKE) --no-print-directory html
+
+# The long profile's VGG chapters (2 and 3) take hours per seed: seed 0 only for them.
+seeds: $(STAMP)
+	$(BIN)/python -m bnutils seeds --profile quick --seeds 0 1 2
+	$(BIN)/python -m bnutils seeds 01 04 05 --profile long --seeds 0 1
+	$(BIN)/python -m bnutils seeds 02 03 --profile long --seeds 0
+	$(MAKE) --no-print-directory html
 
 chapter: $(STAMP)
 	$(BIN)/python -m bnutils run $(CH) $(ARGS)

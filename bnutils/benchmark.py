@@ -195,3 +195,25 @@ def bench_cifar10(n_train: int = 10_000, **kw: Any) -> BenchResult:
     if validate.positive_int("n_train", n_train) and not 10 <= n_train <= 50_000:
         raise ValueError(f"n_train must be an integer in 10..50000, got {n_train!r}")
     return benchmark(class_balanced_subset(load_cifar10(), n_train // 10, 10), **kw)
+
+
+def vgg_train_flops(config: str = "D", width: float = 1.0, head: tuple[int, ...] = (512,),
+                    n_classes: int = 10, size: int = 32) -> float:
+    """Floating-point operations of one training step per image of
+    :class:`bnutils.core.models.VGG` (multiply and add counted as two): the forward pass of its
+    convolutions and linear layers (normalisation, activations and pooling are negligible) times
+    three, the usual estimate of forward plus backward. Used to turn a measured throughput into
+    an estimate for other hardware."""
+    validate.one_of("VGG config", config, VGG_CONFIGS)
+    validate.positive_number("width", width)
+    forward, c, side = 0.0, 3, size
+    for v in VGG_CONFIGS[config]:
+        if v == "M":
+            side //= 2
+            continue
+        out = max(1, round(v * width))
+        forward += 2 * 9 * c * out * side * side
+        c = out
+    sizes = [c, *(max(1, round(h * width)) for h in head), n_classes]
+    forward += sum(2 * a * b for a, b in zip(sizes, sizes[1:]))
+    return 3 * forward

@@ -172,6 +172,26 @@ def lighten(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def record_all_seeds(keys: list[str], profile: str, seeds: list[int], redo: bool) -> None:
+    """Execute each chapter at each seed (into a temporary notebook) and add its verdicts to
+    ``book/seeds.json``; seeds already recorded are skipped unless ``redo``."""
+    import tempfile
+
+    from .pages import SEEDS_FILE, load_seeds, read_chapter, record_seeds
+
+    path = BOOK / SEEDS_FILE
+    for key in keys:
+        nb = _notebook(key)
+        for seed in seeds:
+            done = load_seeds(path).get(profile, {}).get(nb.name[:2], {})
+            if str(seed) in done and not redo:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                out = run_chapter(key, {"profile": profile, "seed": seed},
+                                  Path(tmp) / nb.name)
+                record_seeds(read_chapter(out), profile, seed, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bnutils", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,10 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device")
     r.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE")
     r.add_argument("--output", type=Path, help="write here instead of over the book's notebook")
-    e = sub.add_parser("execute", help="execute every chapter (profile auto)")
+    e = sub.add_parser("execute", help="execute every chapter into book/ (profile auto)")
     e.add_argument("--missing", action="store_true", help="only chapters with no stored outputs")
+    e.add_argument("--profile", choices=PROFILE_NAMES, default="auto")
     b = sub.add_parser("baselines", help="refresh tests/baselines (quick profile, CPU)")
     b.add_argument("chapters", nargs="*")
+    s = sub.add_parser("seeds", help="execute chapters at several seeds and record their "
+                       "verdicts in book/seeds.json (the seed-robustness appendix)")
+    s.add_argument("chapters", nargs="*")
+    s.add_argument("--profile", choices=PROFILE_NAMES, default="quick")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--redo", action="store_true", help="also seeds already recorded")
     g = sub.add_parser("pages", help="write the claims dashboard and the reproducibility "
                        "appendix from the executed chapters (bnutils.pages)")
     g.add_argument("--book", type=Path, help="the folder of the chapters (default: book/)")
@@ -218,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "execute":
         for key, path in chapters().items():
             if not args.missing or not has_outputs(path):
-                run_chapter(key, {"profile": "auto"})
+                run_chapter(key, {"profile": args.profile})
     elif args.cmd == "baselines":
         BASELINES.mkdir(parents=True, exist_ok=True)
         for key in args.chapters or chapters():
             nb = _notebook(key)
             lighten(run_chapter(key, {"profile": "quick", "device": "cpu"}, BASELINES / nb.name))
+    elif args.cmd == "seeds":
+        record_all_seeds(args.chapters or list(chapters()), args.profile, args.seeds, args.redo)
     elif args.cmd == "pages":
         from .pages import write_pages
         try:

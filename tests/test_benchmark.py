@@ -61,3 +61,15 @@ def test_bad_arguments_raise_before_any_work(kw, match):
 def test_cli_rejects_bad_arguments():
     with pytest.raises(SystemExit, match="n_train"):
         main(["bench", "--n-train", "5"])
+
+
+def test_vgg_train_flops_by_hand():
+    from bnutils.benchmark import vgg_train_flops
+
+    # VGG-A at width 1/64: convs 3->1 (32x32), 1->2 (16x16), 2->4 x2 (8x8), 4->8 x2 (4x4),
+    # 8->8 x2 (2x2); then linear 8->8 (head 512/64) and 8->10
+    convs = [(3, 1, 32), (1, 2, 16), (2, 4, 8), (4, 4, 8), (4, 8, 4), (8, 8, 4), (8, 8, 2),
+             (8, 8, 2)]
+    forward = sum(2 * 9 * a * b * s * s for a, b, s in convs) + 2 * 8 * 8 + 2 * 8 * 10
+    assert vgg_train_flops("A", width=1 / 64) == 3 * forward
+    assert vgg_train_flops("D", width=1.0) > 0.9e9  # VGG-16 on 32x32: about 0.3 GFLOP forward

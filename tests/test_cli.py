@@ -104,4 +104,4 @@ def test_pages_command_writes_the_generated_pages(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "_findings.md", "claims.md", "reproducibility.md"]
+        "_findings.md", "claims.md", "reproducibility.md", "seeds.md"]

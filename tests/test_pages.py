@@ -74,7 +74,8 @@ def test_every_claim_row_has_profile_and_link(book_chapters):
     for ch in book_chapters:
         for i in range(1, len(ch.claims) + 1):
             row = next(ln for ln in md.splitlines() if ln.startswith(f"| [{ch.number}.{i}]("))
-            assert f"]({ch.path.name}#" in row and row.rstrip(" |").endswith(ch.profile)
+            cells = pages.split_row(row)
+            assert f"]({ch.path.name}#" in row and cells[-2] == ch.profile  # then: across seeds
 
 
 def test_reproducibility_page_has_every_chapters_record_and_command(book_chapters):
@@ -125,7 +126,7 @@ def test_any_profile_and_a_chapter_not_yet_executed(tmp_path):
     later = notebook(None, title="Chapter 8: Later")
     (tmp_path / "08_later.ipynb").write_text(json.dumps(later))
     paths = pages.write_pages(tmp_path)
-    claims_md, repro_md, findings_md = (p.read_text() for p in paths)
+    claims_md, repro_md, _, findings_md = (p.read_text() for p in paths)
     assert dashboard_counts(claims_md) == {"Chapter 7: Made up": [3, 1, 1, 1],
                                            "Chapter 8: Later": [0, 0, 0, 0],
                                            "All chapters": [3, 1, 1, 1]}
@@ -189,3 +190,25 @@ def test_an_inline_script_reaches_a_page_once():
     body = {"body": "const THEBE_JS_URL = 1"}
     scripts = [_JavaScript(None, **body), _JavaScript("", **body), _JavaScript("a.js")]
     assert [s.filename for s in sphinxext.dedupe_scripts(scripts)] == [None, "a.js"]
+
+
+def test_seed_record_and_robustness(tmp_path, book_chapters):
+    ch = next(c for c in book_chapters if c.claims)
+    path = tmp_path / "seeds.json"
+    for seed in (0, 1):
+        pages.record_seeds(ch, "quick", seed, path)
+    record = pages.load_seeds(path)
+    first = ch.claims[0]["Claim"]
+    assert pages.robustness(record, ch.key, first) == "stable (quick: 2 seeds)"
+    # a verdict that flips at another seed is marked
+    other = {v for v in (REPRODUCED, NOT_REPRODUCED)
+             if v != record["quick"][ch.key]["0"][first]}.pop()
+    record["quick"][ch.key]["2"] = {**record["quick"][ch.key]["0"], first: other}
+    assert pages.robustness(record, ch.key, first) == \
+        f"**{pages.CHANGES}** (quick: 3 seeds)"
+    page = pages.seeds_page(book_chapters, record)
+    assert "quick, seed 2" in page and f"| {first} |" in page
+    assert "1 change with the seed" in page
+    dashboard = pages.claims_page(book_chapters, record)
+    assert pages.CHANGES in dashboard
+    assert pages.seeds_page(book_chapters, {}).endswith("No seeds have been recorded yet.\n")

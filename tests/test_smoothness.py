@@ -231,10 +231,80 @@ def test_profiles_and_chapter_outputs_on_a_small_run():
     theory = ch.theory_checks(cfg.n_draws, cfg.seed)
     assert len(theory) == 8 and set(ch.STATEMENTS) <= set(theory.columns)
     assert convex["least squares"]["ratio"] <= 1 and convex["logistic"]["ratio"] <= 1
-    nums = ch.numbers(cfg, convex, theory)
+    runs = fake_runs(cfg)
+    smooth, lp, hess = (ch.smoothness_tables(cfg, runs), ch.lp_summary(cfg, runs),
+                        ch.hessian_summary(cfg, runs))
+    nums = ch.numbers(cfg, convex, theory, runs, smooth, lp, hess)
     assert nums["n_draws"] == 8 and nums["thm41_proof_holds"] == 8
-    text = repr(ch.claims(convex, theory)) + repr(ch.key_table(convex, theory))
+    text = repr(ch.claims(cfg, convex, theory, smooth, lp, hess)) + repr(
+        ch.key_table(cfg, convex, theory, smooth, lp, hess))
     assert "[STIM18] Thm. 4.1" in text and "reproduced" in text
     for table in (ch.convex_table(convex), ch.theory_table(theory), ch.thm42_table(theory),
                   ch.worst_draws(theory)):
         assert repr(table).startswith("|")
+
+
+
+def fake_history(rng, scale: float, steps: int = 20, points: int = 5) -> "History":
+    """A History with the records of the shared runs: landscape measures whose loss range,
+    gradient change and effective beta are ``scale`` times a common pattern, a Hessian record,
+    and activation samples."""
+    from bnutils.core.train import History
+
+    base = np.linspace(1.0, 2.0, points)[:, None] * np.linspace(1.0, 3.0, 4)[None, :]
+    at = np.arange(points) * 4
+    measures = {"landscape_loss": 2.0 + scale * base, "landscape_grad_diff": scale * base,
+                "landscape_step_norm": np.ones((points, 4)),
+                "hessian_top": scale * np.array([10.0, 12.0]), "param_norm2": np.array([1.0, 2.0])}
+    steps_of = {k: (at if k.startswith("landscape") else np.array([0, 8])) for k in measures}
+    samples = rng.standard_normal((3, 16, 256))
+    probes = {f"post{layer}": samples for layer in (3, 9)}
+    return History(train_loss=np.full(steps, 10.0 * scale), train_acc=np.full(steps, 0.5),
+                   eval_steps=np.array([0, 10, 20]), test_loss=np.zeros(3),
+                   test_acc=np.full(3, 0.5), probes=probes, measures=measures,
+                   measure_steps=steps_of, steps=steps, seconds=1.0, probe_seconds=0.5,
+                   probe_times={"LandscapeProbe": 0.5})
+
+
+def fake_runs(cfg) -> "ch.Runs":
+    """Runs in which BN and every l_p normalisation are twice as smooth as the standard network."""
+    rng = np.random.default_rng(0)
+    scale = {"standard": 1.0, "bn": 0.5, "l1": 0.5, "l2": 0.5, "linf": 0.5}
+    vgg = {(m, lr): fake_history(rng, scale[m]) for m in ch.LANDSCAPE
+           for lr in (cfg.lr, cfg.lr_large)}
+    vgg.update({(p, cfg.lr): fake_history(rng, scale[p]) for p in ch.LP})
+    dln = {m: [fake_history(rng, scale[m]) for _ in range(3)] for m in scale}
+    return ch.Runs(vgg=vgg, dln=dln)
+
+
+def test_landscape_verdicts_follow_the_ratios():
+    cfg = ch.PROFILES.configure(profile="quick")
+    runs = fake_runs(cfg)
+    smooth = ch.smoothness_tables(cfg, runs)
+    ratio = smooth["vgg", "bn", cfg.lr, "beta"]
+    assert ratio.estimate == pytest.approx(np.log10(0.5)) and ch.smaller(ratio) is True
+    assert ch.smaller(smooth["dln", "bn", cfg.dln_lr, "pred_max"]) is True
+    hess = ch.hessian_summary(cfg, runs)
+    assert hess["vgg"].estimate == pytest.approx(np.log10(0.5))
+    rows = ch.landscape_claims(cfg, smooth, ch.lp_summary(cfg, runs), hess)
+    by_claim = {r.claim: r.verdict for r in rows}
+    assert by_claim["BN lowers the effective beta-smoothness: VGG"] == "reproduced"
+    assert by_claim["BN lowers the top eigenvalue of the Hessian of the mini-batch loss"] == \
+        "reproduced"
+    # the same runs with BN rougher than the standard network turn the verdicts over
+    runs.vgg = {k: (fake_history(np.random.default_rng(1), 2.0) if k[0] == "bn" else h)
+                for k, h in runs.vgg.items()}
+    smooth = ch.smoothness_tables(cfg, runs)
+    assert ch.smaller(smooth["vgg", "bn", cfg.lr, "beta"]) is False
+    rows = ch.landscape_claims(cfg, smooth, ch.lp_summary(cfg, runs), hess)
+    assert {r.claim: r.verdict for r in rows}[
+        "BN lowers the effective beta-smoothness: VGG"] == "not reproduced"
+
+
+def test_smaller_needs_the_whole_interval_past_the_margin():
+    from bnutils.measure.stats import Interval
+
+    bound = -np.log10(1 + ch.SMOOTH_MARGIN)
+    assert ch.smaller(Interval(-1.0, -1.2, -0.8, 3)) is True
+    assert ch.smaller(Interval(0.0, -0.01, 0.01, 3)) is False
+    assert ch.smaller(Interval(bound, bound - 0.1, bound + 0.1, 3)) is None

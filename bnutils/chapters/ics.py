@@ -34,6 +34,8 @@ PROFILES = ChapterProfiles(
                **DLN_PROTOCOL["quick"], dln_lr=1e-6, dln_lr_small=1e-7),
     full=dict(**VGG_PROTOCOL["full"], lr=0.1, lr_large=0.5, lr_small=0.01, window_steps=1000,
               **DLN_PROTOCOL["full"], dln_lr=1e-6, dln_lr_small=1e-7),
+    long=dict(**VGG_PROTOCOL["long"], lr=0.1, lr_large=0.5, lr_small=0.01, window_steps=1000,
+              **DLN_PROTOCOL["long"], dln_lr=1e-6, dln_lr_small=1e-7),
     choices=dict(width=(0.0625, 0.125, 0.25, 0.5, 1.0)),
 )
 
@@ -60,15 +62,12 @@ def setup(namespace: dict[str, Any]):
 
 def vgg_spec(cfg, method: str, lr: float, config: str = "D") -> VGGRun:
     """The shared VGG run of ``method`` at ``lr`` with this chapter's protocol."""
-    protocol = {k: cfg.knobs[k] for k in VGG_PROTOCOL["quick"]}
     layers = (REPLICATION["one_bn_after"],) if method == "one_bn" else None
-    return VGGRun(norm=NORM[method], lr=lr, seed=cfg.seed, config=config, norm_layers=layers,
-                  **protocol)
+    return VGGRun.of(cfg.knobs, NORM[method], lr, cfg.seed, config, layers)
 
 
 def dln_spec(cfg, method: str, lr: float, seed: int) -> DLNRun:
-    return DLNRun(norm=NORM[method], lr=lr, seed=seed, dln_steps=cfg.dln_steps,
-                  dln_probe_every=cfg.dln_probe_every, dln_hessian_every=cfg.dln_hessian_every)
+    return DLNRun.of(cfg.knobs, NORM[method], lr, seed)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,18 +43,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scipy import stats
+
 from ..core.bn import batch_norm_formula
+from ..core.train import History
 from ..infra import report, validate
 from ..infra.cache import cached_driver
 from ..infra.config import ChapterProfiles
-from ..infra.plotting import COLORS, done, subplots
+from ..infra.plotting import COLORS, LABELS, done, running_mean, subplots
 from ..infra.report import Below, Claim, MarkdownTable, claims_table, fmt, key_numbers, verdict
 from ..measure.hessian import HessianOperator, top_eigenvalue
+from ..measure.landscape import summarise
+from ..measure.runs import (DLN_FACTORS, DLN_PROTOCOL, VGG_FACTORS, VGG_PROTOCOL, DLNRun, VGGRun,
+                            train_all)
+from ..measure.shift import unit_shifts
+from ..measure.stats import Interval, decide, equivalent, mean_ci
 
 PROFILES = ChapterProfiles(
     "03", "Smoothness of the loss landscape",
-    quick=dict(convex_steps=2000, convex_starts=3, n_draws=300),
-    full=dict(convex_steps=20_000, convex_starts=10, n_draws=3000),
+    quick=dict(convex_steps=2000, convex_starts=3, n_draws=300, **VGG_PROTOCOL["quick"], lr=0.1,
+               lr_large=0.5, window_steps=50, **DLN_PROTOCOL["quick"], dln_lr=1e-6),
+    full=dict(convex_steps=20_000, convex_starts=10, n_draws=3000, **VGG_PROTOCOL["full"],
+              lr=0.1, lr_large=0.5, window_steps=1000, **DLN_PROTOCOL["full"], dln_lr=1e-6),
+    long=dict(convex_steps=20_000, convex_starts=10, n_draws=3000, **VGG_PROTOCOL["long"],
+              lr=0.1, lr_large=0.5, window_steps=1000, **DLN_PROTOCOL["long"], dln_lr=1e-6),
+    choices=dict(width=(0.0625, 0.125, 0.25, 0.5, 1.0)),
     rules=dict(convex_starts=validate.positive_int),
 )
 
@@ -856,6 +869,303 @@ def draw_counts(df: pd.DataFrame) -> dict[str, int]:
 
 
 # ================================================================================================
+# Sections 3-6. The landscape along the gradient on VGG and the deep linear network, l_p
+# normalisations, and the Hessian ([STIM18] Sec. 3, Figs. 4-6 and 10-13; the Hessian beyond it)
+# ================================================================================================
+
+#: Networks compared: the standard network, BN, and BN's l_p replacements of [STIM18] Sec. 3.3.
+LANDSCAPE = ("standard", "bn")
+LP = ("l1", "l2", "linf")
+NORM = {"standard": "none", "bn": "bn", "l1": "l1", "l2": "l2", "linf": "linf"}
+#: Thresholds, written once: a ratio within a factor 1 + SMOOTH_MARGIN of 1 decides nothing; two
+#: training accuracies are "comparable" within LP_MARGIN.
+SMOOTH_MARGIN = 0.10
+LP_MARGIN = 0.05
+#: Activations whose histograms are shown and tested for normality ([STIM18] Figs. 12-13).
+HIST_LAYER = {"vgg": 3, "dln": 9}
+NORMALITY_P = 0.01
+
+
+@dataclass
+class Runs:
+    """The runs of Sections 3-6: ``vgg[method, lr]`` and ``dln[method]`` (one History per seed,
+    at ``cfg.dln_lr``); shared with Chapter 2 through the cache where the configuration is the
+    same."""
+
+    vgg: dict[tuple[str, float], History]
+    dln: dict[str, list[History]]
+
+    def all(self) -> list[History]:
+        return list(self.vgg.values()) + [h for hs in self.dln.values() for h in hs]
+
+    def cost_by_kind(self) -> dict[str, float]:
+        """Wall time of each kind of probe over that of the training steps it observes."""
+        train = sum(h.seconds for h in self.all())
+        kinds = sorted({k for h in self.all() for k in h.probe_times})
+        return {k: sum(h.probe_times.get(k, 0.0) for h in self.all()) / train for k in kinds}
+
+
+def train_runs(cfg) -> Runs:
+    """Train (or load) the runs of Sections 3-6 side by side: the VGG with and without BN at
+    ``cfg.lr`` and ``cfg.lr_large`` and with each l_p normalisation at ``cfg.lr``; the deep linear
+    network with each of the five at ``cfg.dln_lr`` over ``cfg.dln_seeds`` seeds."""
+    vgg = [(m, lr) for lr in (cfg.lr, cfg.lr_large) for m in LANDSCAPE]
+    vgg += [(p, cfg.lr) for p in LP]
+    dln = [(m, s) for m in (*LANDSCAPE, *LP) for s in range(cfg.seed, cfg.seed + cfg.dln_seeds)]
+    specs = [VGGRun.of(cfg.knobs, NORM[m], lr, cfg.seed) for m, lr in vgg]
+    specs += [DLNRun.of(cfg.knobs, NORM[m], cfg.dln_lr, s) for m, s in dln]
+    histories = train_all(specs, cfg.device)
+    out = Runs(vgg=dict(zip(vgg, histories[:len(vgg)])), dln={})
+    for (m, _), h in zip(dln, histories[len(vgg):]):
+        out.dln.setdefault(m, []).append(h)
+    return out
+
+
+def landscape(h: History) -> dict[str, np.ndarray]:
+    """The landscape records of one run, summarised per measurement step
+    (:func:`bnutils.measure.landscape.summarise`), with the steps."""
+    out = summarise(h.measures)
+    out["steps"] = h.measure_steps["landscape_loss"]
+    out["loss_width"] = out["loss_max"] - out["loss_min"]
+    return out
+
+
+def paired_ratio(a: Sequence[History], b: Sequence[History], key: str) -> Interval:
+    """log10 of ``a``'s landscape quantity ``key`` over ``b``'s, paired at the same measurement
+    steps: the mean over steps with its t interval for one run each, else per run the mean over
+    steps and then the mean over runs (seeds) with its t interval."""
+    ratios = [np.log10(landscape(x)[key] / landscape(y)[key]) for x, y in zip(a, b)]
+    return mean_ci(ratios[0]) if len(ratios) == 1 else mean_ci([r.mean() for r in ratios])
+
+
+def smaller(ratio: Interval, margin: float = SMOOTH_MARGIN) -> bool | None:
+    """Is the quantity smaller by more than a factor 1 + margin? True when the interval of the
+    log10 ratio lies below -log10(1 + margin), False when it lies at or above it, else None."""
+    bound = -np.log10(1 + margin)
+    if ratio.hi < bound:
+        return True
+    if ratio.lo >= bound:
+        return False
+    return None
+
+
+SMOOTHNESS = {"loss_width": "loss range", "pred_max": "gradient predictiveness",
+              "beta": "effective beta-smoothness"}
+
+
+def smoothness_tables(cfg, runs: Runs) -> dict[tuple, Interval]:
+    """Every landscape comparison of the chapter, as log10 ratios (see :func:`paired_ratio`):
+    BN against the standard network on the VGG at both learning rates and on the DLN, and each
+    l_p normalisation against the standard network."""
+    out = {}
+    for lr in (cfg.lr, cfg.lr_large):
+        for key in SMOOTHNESS:
+            out["vgg", "bn", lr, key] = paired_ratio([runs.vgg["bn", lr]],
+                                                     [runs.vgg["standard", lr]], key)
+    for p in LP:
+        for key in SMOOTHNESS:
+            out["vgg", p, cfg.lr, key] = paired_ratio([runs.vgg[p, cfg.lr]],
+                                                      [runs.vgg["standard", cfg.lr]], key)
+    for m in ("bn", *LP):
+        for key in SMOOTHNESS:
+            out["dln", m, cfg.dln_lr, key] = paired_ratio(runs.dln[m], runs.dln["standard"], key)
+    return out
+
+
+def _band(ax, steps: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str) -> None:
+    ax.fill_between(steps, lo, hi, color=COLORS[method], alpha=0.35, lw=0, label=LABELS[method])
+
+
+def landscape_figure(columns: list[tuple[str, dict[str, list[History]]]]):
+    """[STIM18] Fig. 4 / Fig. 10: per column (a title and the runs of each method), the range
+    of the loss (a) and of the gradient change (b) along the gradient, and the effective
+    beta-smoothness (c), over training; several runs (seeds) are averaged point by point."""
+    fig, axes = subplots(3, len(columns), width=3.3, height=2.4, sharex="col", squeeze=False)
+    for col, (title, methods) in enumerate(columns):
+        for method, hs in methods.items():
+            ls = [landscape(h) for h in hs]
+            mean = {k: np.mean([x[k] for x in ls], axis=0) for k in ls[0]}
+            _band(axes[0, col], mean["steps"], mean["loss_min"], mean["loss_max"], method)
+            _band(axes[1, col], mean["steps"], mean["pred_min"], mean["pred_max"], method)
+            axes[2, col].plot(mean["steps"], mean["beta"], color=COLORS[method],
+                              label=LABELS[method])
+        axes[0, col].set_title(title, fontsize="small")
+        for row in (1, 2):
+            axes[row, col].set_yscale("log")
+        axes[2, col].set_xlabel("step")
+    axes[0, 0].set_ylabel("(a) loss along the gradient")
+    axes[1, 0].set_ylabel(r"(b) $\|\nabla L(w - \eta g) - g\|$")
+    axes[2, 0].set_ylabel(r"(c) effective $\beta$")
+    axes[0, 0].legend(fontsize="small")
+    return done(fig)
+
+
+def vgg_landscape_figure(cfg, runs: Runs):
+    return landscape_figure([(f"VGG, lr {lr:g}", {m: [runs.vgg[m, lr]] for m in LANDSCAPE})
+                             for lr in (cfg.lr, cfg.lr_large)])
+
+
+def dln_landscape_figure(cfg, runs: Runs):
+    return landscape_figure([(f"DLN, lr {cfg.dln_lr:g}", {m: runs.dln[m] for m in LANDSCAPE})])
+
+
+def gradient_change_figure(cfg, runs: Runs, times: int = 3):
+    """[STIM18] Fig. 11: the gradient change ||grad L(w - eta g) - g|| against the step size eta
+    at a few measurement times, DLN with and without BN (first seed)."""
+    steps = runs.dln["standard"][0].measure_steps["landscape_grad_diff"]
+    picks = np.unique(np.linspace(0, len(steps) - 1, times).round().astype(int))
+    fig, axes = subplots(1, len(picks), width=3.0, height=2.6, sharey=True, squeeze=False)
+    etas = np.array(DLN_FACTORS) * cfg.dln_lr
+    for ax, k in zip(axes[0], picks):
+        for m in LANDSCAPE:
+            ax.loglog(etas, runs.dln[m][0].measures["landscape_grad_diff"][k],
+                      "o-", color=COLORS[m], ms=3, label=LABELS[m])
+        ax.set(title=f"step {steps[k]}", xlabel=r"step size $\eta$")
+    axes[0, 0].set_ylabel(r"$\|\nabla L(w - \eta g) - g\|$")
+    axes[0, 0].legend(fontsize="small")
+    return done(fig)
+
+
+def lp_summary(cfg, runs: Runs) -> dict[str, Any]:
+    """Training of the l_p networks against BN: VGG training accuracy over the last
+    ``cfg.window_steps`` steps (t interval over the steps); DLN final training loss, log10 ratio
+    to BN's paired by seed (t interval over seeds); and the distribution shift and normality of
+    the activations the next layer sees."""
+    acc = {m: mean_ci(runs.vgg[m, cfg.lr].train_acc[-cfg.window_steps:])
+           for m in (*LANDSCAPE, *LP)}
+    final = {m: [h.train_loss[-1] for h in hs] for m, hs in runs.dln.items()}
+    loss_ratio = {m: mean_ci(np.log10(np.array(final[m]) / np.array(final["bn"])))
+                  for m in LP}
+    layer = HIST_LAYER["vgg"]
+    shift = {m: mean_ci(unit_shifts(runs.vgg[m, cfg.lr].probes[f"post{layer}"]))
+             for m in (*LANDSCAPE, *LP)}
+    normal = {m: normality(runs.vgg[m, cfg.lr].probes[f"post{layer}"][-1])
+              for m in (*LANDSCAPE, *LP)}
+    normal.update({f"dln_{m}": normality(runs.dln[m][0].probes[f"post{HIST_LAYER['dln']}"][-1])
+                   for m in (*LANDSCAPE, *LP)})
+    return {"acc": acc, "final": final, "loss_ratio": loss_ratio, "shift": shift,
+            "normal": normal}
+
+
+def normality(samples: np.ndarray) -> float:
+    """The fraction of units (rows of ``samples``) whose values a D'Agostino-Pearson test
+    rejects as Gaussian at level NORMALITY_P."""
+    return float(np.mean([stats.normaltest(row).pvalue < NORMALITY_P for row in samples]))
+
+
+def lp_training_figure(cfg, runs: Runs):
+    """[STIM18] Figs. 5 and 12: training of the VGG (accuracy, running mean) and of the DLN
+    (loss, mean over seeds) with BN and with its l_p replacements."""
+    fig, axes = subplots(1, 2, width=4.2, height=3.1)
+    axes = axes[0]
+    for m in (*LANDSCAPE, *LP):
+        h = runs.vgg[m, cfg.lr]
+        axes[0].plot(np.arange(1, h.steps + 1),
+                     running_mean(h.train_acc, max(1, cfg.window_steps // 5)),
+                     color=COLORS[m], label=LABELS[m])
+        loss = np.mean([x.train_loss for x in runs.dln[m]], axis=0)
+        axes[1].semilogy(np.arange(1, len(loss) + 1), loss, color=COLORS[m], label=LABELS[m])
+    axes[0].set(xlabel="step", ylabel="training accuracy (running mean)", ylim=(0, 1),
+                title=f"VGG, lr {cfg.lr:g}")
+    axes[1].set(xlabel="step", ylabel="training loss", title=f"DLN, lr {cfg.dln_lr:g}")
+    axes[0].legend(fontsize="small")
+    return done(fig)
+
+
+def lp_landscape_figure(cfg, runs: Runs):
+    """[STIM18] Figs. 6 and 13: effective beta-smoothness over training of every normalisation,
+    VGG (left) and DLN (right, mean over seeds)."""
+    fig, axes = subplots(1, 2, width=4.2, height=3.1)
+    axes = axes[0]
+    for m in (*LANDSCAPE, *LP):
+        v = landscape(runs.vgg[m, cfg.lr])
+        axes[0].semilogy(v["steps"], v["beta"], color=COLORS[m], label=LABELS[m])
+        d = [landscape(h) for h in runs.dln[m]]
+        axes[1].semilogy(d[0]["steps"], np.mean([x["beta"] for x in d], axis=0),
+                         color=COLORS[m], label=LABELS[m])
+    axes[0].set(xlabel="step", ylabel=r"effective $\beta$", title=f"VGG, lr {cfg.lr:g}")
+    axes[1].set(xlabel="step", title=f"DLN, lr {cfg.dln_lr:g}")
+    axes[0].legend(fontsize="small")
+    return done(fig)
+
+
+def histogram_figure(cfg, runs: Runs):
+    """[STIM18] Figs. 12-13: histograms of the activations the next layer sees at the end of
+    training (4 units each), with the normal density of the same mean and spread (dashed)."""
+    methods = (*LANDSCAPE, *LP)
+    fig, axes = subplots(2, len(methods), width=2.3, height=2.0, squeeze=False)
+    for row, (net, layer) in enumerate(HIST_LAYER.items()):
+        for col, m in enumerate(methods):
+            h = runs.vgg[m, cfg.lr] if net == "vgg" else runs.dln[m][0]
+            ax = axes[row, col]
+            for j, values in enumerate(h.probes[f"post{layer}"][-1][:4]):
+                ax.hist(values, bins=30, density=True, histtype="step", color=f"C{j}")
+                grid = np.linspace(values.min(), values.max(), 100)
+                ax.plot(grid, stats.norm.pdf(grid, values.mean(), values.std()), ls="--",
+                        color=f"C{j}", lw=0.8)
+            ax.set_title(f"{'VGG' if net == 'vgg' else 'DLN'} #{layer}, {LABELS[m]}",
+                         fontsize="small")
+            ax.set_yticks([])
+    return done(fig)
+
+
+def hessian(h: History) -> dict[str, np.ndarray]:
+    m = h.measures
+    return {"steps": h.measure_steps["hessian_top"], "top": m["hessian_top"],
+            "norm2": m["param_norm2"]}
+
+
+def hessian_figure(cfg, runs: Runs):
+    """Beyond the paper: the top eigenvalue of the mini-batch loss Hessian over training against
+    the effective beta-smoothness (a, c), and the stability index lr x lambda_max (b, d; gradient
+    descent on a quadratic diverges above 2), VGG and DLN, with and without BN."""
+    columns = [(f"VGG, lr {cfg.lr:g}", {m: [runs.vgg[m, cfg.lr]] for m in LANDSCAPE}, cfg.lr),
+               (f"DLN, lr {cfg.dln_lr:g}", {m: runs.dln[m] for m in LANDSCAPE}, cfg.dln_lr)]
+    fig, axes = subplots(2, 2, width=3.6, height=2.6, sharex="col", squeeze=False)
+    for col, (title, methods, lr) in enumerate(columns):
+        for m, hs in methods.items():
+            hess, land = hessian(hs[0]), landscape(hs[0])
+            top = np.mean([np.abs(hessian(h)["top"]) for h in hs], axis=0)
+            beta = np.mean([landscape(h)["beta"] for h in hs], axis=0)
+            axes[0, col].semilogy(hess["steps"], top, "o-", color=COLORS[m],
+                                  label=rf"{LABELS[m]}: $|\lambda_{{max}}|$")
+            axes[0, col].semilogy(land["steps"], beta, ":", color=COLORS[m],
+                                  label=rf"{LABELS[m]}: effective $\beta$")
+            axes[1, col].semilogy(hess["steps"], lr * top, "o-", color=COLORS[m])
+        axes[1, col].axhline(2.0, color="0.5", lw=0.8, ls="--")
+        axes[0, col].set_title(title, fontsize="small")
+        axes[1, col].set_xlabel("step")
+    axes[0, 0].set_ylabel("curvature")
+    axes[1, 0].set_ylabel(r"lr $\times |\lambda_{max}|$")
+    axes[0, 0].legend(fontsize="x-small")
+    return done(fig)
+
+
+def hessian_summary(cfg, runs: Runs) -> dict[str, Any]:
+    """Top Hessian eigenvalue with BN against without, log10 ratio paired at the measurement
+    steps (VGG, one run: t interval over steps; DLN: over seeds); lr x lambda_max at the end."""
+    def ratio(a: Sequence[History], b: Sequence[History]) -> Interval:
+        r = [np.log10(np.abs(hessian(x)["top"]) / np.abs(hessian(y)["top"])) for x, y in zip(a, b)]
+        return mean_ci(r[0]) if len(r) == 1 else mean_ci([x.mean() for x in r])
+
+    vgg = {m: [runs.vgg[m, cfg.lr]] for m in LANDSCAPE}
+    return {"vgg": ratio(vgg["bn"], vgg["standard"]),
+            "dln": ratio(runs.dln["bn"], runs.dln["standard"]),
+            "index": {(net, m): float(lr * np.abs(hessian(hs[0])["top"][-1]))
+                      for net, group, lr in (("vgg", vgg, cfg.lr), ("dln", runs.dln, cfg.dln_lr))
+                      for m, hs in ((m, group[m]) for m in LANDSCAPE)},
+            "norm2": {m: hessian(runs.vgg[m, cfg.lr])["norm2"] for m in LANDSCAPE}}
+
+
+def record(runs: Runs) -> dict[str, str]:
+    """Rows for the run record: what the probes cost, by kind, as a fraction of the wall time of
+    the training steps they observe (summed over this chapter's runs)."""
+    kinds = runs.cost_by_kind()
+    return {"probes / training (wall time)": f"{sum(kinds.values()):.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in kinds.items()) + ")"}
+
+
+# ================================================================================================
 # The chapter's numbers, key table and claims
 # ================================================================================================
 
@@ -877,7 +1187,132 @@ def _convex_ok(convex: dict) -> dict[str, Any]:
     }
 
 
-def numbers(cfg, convex: dict, theory: pd.DataFrame) -> dict[str, Any]:
+def _ratio_text(x: Interval) -> str:
+    """A log10 ratio as the ratio itself with its interval: 'x0.31 [0.2, 0.48]'."""
+    return f"x{10 ** x.estimate:.2g} [{10 ** x.lo:.2g}, {10 ** x.hi:.2g}]"
+
+
+def landscape_numbers(cfg, runs: Runs, smooth: dict, lp: dict, hess: dict) -> dict[str, Any]:
+    """The numbers Sections 3-6 quote."""
+    out = {"smooth_margin": f"{SMOOTH_MARGIN:.0%}", "lp_margin": f"{LP_MARGIN:.2f}",
+           "lr": cfg.lr, "lr_large": cfg.lr_large, "dln_lr": cfg.dln_lr,
+           "dln_seeds": cfg.dln_seeds, "dln_steps": f"{cfg.dln_steps:,}", "steps": cfg.steps,
+           "width": cfg.width, "profile": cfg.profile, "window": cfg.window_steps,
+           "landscape_every": cfg.landscape_every, "hessian_every": cfg.hessian_every,
+           "normality_p": f"{NORMALITY_P:g}", "hist_layer": HIST_LAYER["vgg"],
+           "dln_hist_layer": HIST_LAYER["dln"],
+           "factors_vgg": f"{VGG_FACTORS[0]:g} to {VGG_FACTORS[-1]:g}",
+           "factors_dln": f"{DLN_FACTORS[0]:g} to {DLN_FACTORS[-1]:g}",
+           "n_factors_vgg": len(VGG_FACTORS), "n_factors_dln": len(DLN_FACTORS)}
+    for (net, m, lr, key), x in smooth.items():
+        out[f"{net}_{m}_{'large' if net == 'vgg' and lr == cfg.lr_large else 'default'}_{key}"] \
+            = f"{10 ** x.estimate:.2g}"
+    for m, x in lp["acc"].items():
+        out[f"acc_{m}"] = x.show()
+    for m, x in lp["loss_ratio"].items():
+        out[f"dln_loss_{m}"] = f"{10 ** x.estimate:.2g}"
+    for m, x in lp["shift"].items():
+        out[f"shift_{m}"] = f"{x.estimate:.2f}"
+    for m, x in lp["normal"].items():
+        out[f"normal_{m}"] = f"{x:.0%}"
+    out["hess_vgg"] = f"{10 ** hess['vgg'].estimate:.2g}"
+    out["hess_dln"] = f"{10 ** hess['dln'].estimate:.2g}"
+    for (net, m), x in hess["index"].items():
+        out[f"index_{net}_{m}"] = f"{x:.2g}"
+    for m, n2 in hess["norm2"].items():
+        out[f"norm2_growth_{m}"] = f"{n2[-1] / n2[0]:.2f}"
+    return out
+
+
+def landscape_key_table(cfg, smooth: dict, lp: dict, hess: dict) -> dict[str, str]:
+    """Rows of the key table from Sections 3-6 (log10 ratios to one decimal)."""
+    rows = {f"log10 {SMOOTHNESS[key]} ratio, {net.upper()} {m}/standard, lr {lr:g}":
+            f"{x.estimate:.1f}" for (net, m, lr, key), x in smooth.items()}
+    rows.update({f"VGG train accuracy, {LABELS[m]}, lr {cfg.lr:g}": x.show()
+                 for m, x in lp["acc"].items()})
+    rows["log10 top Hessian eigenvalue ratio BN/standard, VGG"] = f"{hess['vgg'].estimate:.1f}"
+    rows["log10 top Hessian eigenvalue ratio BN/standard, DLN"] = f"{hess['dln'].estimate:.1f}"
+    return rows
+
+
+def landscape_claims(cfg, smooth: dict, lp: dict, hess: dict) -> list[Claim]:
+    """The claims of Sections 3-6, every verdict computed from the measurements."""
+    rows = []
+    sources = {"loss_width": "(a)", "pred_max": "(b)", "beta": "(c)"}
+    texts = {"loss_width": "BN makes the loss change less along the gradient",
+             "pred_max": "BN makes the gradient more predictive (it changes less along the "
+                         "gradient)",
+             "beta": "BN lowers the effective beta-smoothness"}
+    for key, text in texts.items():
+        vgg = [smooth["vgg", "bn", lr, key] for lr in (cfg.lr, cfg.lr_large)]
+        rows.append(Claim(
+            f"{text}: VGG", f"[STIM18] Sec. 3.2, Fig. 4{sources[key]}", "smaller with BN",
+            "BN/standard: " + ", ".join(f"lr {lr:g} {_ratio_text(x)}"
+                                        for lr, x in zip((cfg.lr, cfg.lr_large), vgg)),
+            verdict(all_agree([smaller(x) for x in vgg])), seeds=1))
+        dln = smooth["dln", "bn", cfg.dln_lr, key]
+        rows.append(Claim(
+            f"{text}: deep linear network", f"[STIM18] App. B, Fig. 10{sources[key]}",
+            "smaller with BN", f"BN/standard, lr {cfg.dln_lr:g}: {_ratio_text(dln)}",
+            verdict(smaller(dln)), seeds=cfg.dln_seeds))
+    acc = lp["acc"]
+    rows.append(Claim(
+        "l_p normalisations train comparably to BN: VGG", "[STIM18] Sec. 3.3, Fig. 5",
+        "'comparable performance to BatchNorm'",
+        ", ".join(f"{m} {acc[m].show()}" for m in LP) + f"; BN {acc['bn'].show()} (train acc, "
+        f"margin {LP_MARGIN:.2f})",
+        verdict(all_agree([equivalent(acc[m], acc["bn"], LP_MARGIN) for m in LP])), seeds=1))
+    l1 = lp["loss_ratio"]["l1"]
+    rows.append(Claim(
+        "On the deep linear network l_1 normalisation trains better than BN",
+        "[STIM18] Sec. 3.3, Fig. 12", "'performs even better than BatchNorm'",
+        f"final training loss l1/BN {_ratio_text(l1)}", verdict(smaller(l1)),
+        seeds=cfg.dln_seeds))
+    outcomes = [smaller(smooth[net, p, lr, "beta"]) for p in LP
+                for net, lr in (("vgg", cfg.lr), ("dln", cfg.dln_lr))]
+    rows.append(Claim(
+        "l_p normalisations smooth the landscape as BN does (lower effective beta than the "
+        "standard network)", "[STIM18] Sec. 3.3, Figs. 6, 13", "'similar to the effect of "
+        "BatchNorm'", "effective beta l_p/standard: " + "; ".join(
+            f"{p} VGG {_ratio_text(smooth['vgg', p, cfg.lr, 'beta'])}, DLN "
+            f"{_ratio_text(smooth['dln', p, cfg.dln_lr, 'beta'])}" for p in LP),
+        verdict(all_agree(outcomes)), seeds=f"1 (VGG), {cfg.dln_seeds} (DLN)"))
+    shift = lp["shift"]
+    rows.append(Claim(
+        "With l_p normalisation the activations shift more than without normalisation",
+        "[STIM18] Sec. 3.3", "'larger distributional shift ... than the vanilla networks'",
+        f"shift at conv #{HIST_LAYER['vgg']} (what the next layer sees): " + ", ".join(
+            f"{p} {shift[p].show()}" for p in LP) + f"; standard {shift['standard'].show()}",
+        verdict(all_agree([decide(shift[p], shift["standard"], 0.0) for p in LP])), seeds=1))
+    normal = lp["normal"]
+    rows.append(Claim(
+        "The l_p-normalised activations of the VGG are not Gaussian", "[STIM18] Sec. 3.3, "
+        "Figs. 12-13 (histograms)", "non-Gaussian histograms",
+        f"VGG units rejected as Gaussian (p < {NORMALITY_P:g}): " + ", ".join(
+            f"{p} {normal[p]:.0%}" for p in LP),
+        verdict(all_agree([None if normal[p] == 0.5 else normal[p] > 0.5 for p in LP])),
+        seeds=1))
+    rows.append(Claim(
+        "BN lowers the top eigenvalue of the Hessian of the mini-batch loss",
+        "this book, beyond the paper (cf. [STIM18] Sec. 3.2)", "-",
+        f"|lambda_max| BN/standard: VGG {_ratio_text(hess['vgg'])}, DLN "
+        f"{_ratio_text(hess['dln'])}", verdict(all_agree([smaller(hess["vgg"]),
+                                                         smaller(hess["dln"])])),
+        seeds=f"1 (VGG), {cfg.dln_seeds} (DLN)"))
+    return rows
+
+
+def all_agree(outcomes: list[bool | None]) -> bool | None:
+    """One verdict from several: True when all are True, False when all are False, else None."""
+    if all(o is True for o in outcomes):
+        return True
+    if all(o is False for o in outcomes):
+        return False
+    return None
+
+
+def numbers(cfg, convex: dict, theory: pd.DataFrame, runs: Runs, smooth: dict, lp: dict,
+            hess: dict) -> dict[str, Any]:
     """Every number the prose quotes, for :func:`bnutils.infra.report.glue_all`."""
     ls, lg = convex["least squares"], convex["logistic"]
     ok = _convex_ok(convex)
@@ -916,10 +1351,11 @@ def numbers(cfg, convex: dict, theory: pd.DataFrame) -> dict[str, Any]:
     out["iso_fail"] = len(fails)
     out["iso_fail_min_ratio"] = float(fails["norm_ratio"].min()) if len(fails) else float("nan")
     out["iso_hold_max_ratio"] = float(iso[holds(iso, "thm42_variant")]["norm_ratio"].max())
-    return out
+    return out | landscape_numbers(cfg, runs, smooth, lp, hess)
 
 
-def key_table(convex: dict, theory: pd.DataFrame) -> MarkdownTable:
+def key_table(cfg, convex: dict, theory: pd.DataFrame, smooth: dict, lp: dict, hess: dict
+              ) -> MarkdownTable:
     """The numbers the regression tests compare."""
     ls, lg = convex["least squares"], convex["logistic"]
     ok = _convex_ok(convex)
@@ -937,12 +1373,12 @@ def key_table(convex: dict, theory: pd.DataFrame) -> MarkdownTable:
     }
     for key, v in s.items():
         values[f"{v['label']}: holds on"] = f"{v['holds']}/{v['n']}"
-    return key_numbers(values)
+    return key_numbers(values | landscape_key_table(cfg, smooth, lp, hess))
 
 
-def claims(convex: dict, theory: pd.DataFrame) -> MarkdownTable:
-    """The claims table of Chapter 3 (Sections 1-2), every verdict computed from the
-    measurements."""
+def claims(cfg, convex: dict, theory: pd.DataFrame, smooth: dict, lp: dict, hess: dict
+           ) -> MarkdownTable:
+    """The claims table of Chapter 3, every verdict computed from the measurements."""
     ls, lg = convex["least squares"], convex["logistic"]
     ok = _convex_ok(convex)
     s = summary(theory)
@@ -1034,4 +1470,4 @@ def claims(convex: dict, theory: pd.DataFrame) -> MarkdownTable:
               "inequality", rate("lemma45_seed"), verdict(s["lemma45_seed"]["holds"] == n),
               seeds=n),
     ]
-    return claims_table(rows)
+    return claims_table(rows + landscape_claims(cfg, smooth, lp, hess))

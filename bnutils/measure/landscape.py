@@ -1,4 +1,4 @@
-"""The loss landscape along the gradient: [STIM18] Sec. 3.1, Fig. 4 and 10, App. A.2.2.
+"""The loss landscape along the gradient: [STIM18] Sec. 3.2, Figs. 4 and 10, App. A.2.2.
 
 At a training step with parameters w, batch gradient g (the step's own, on the step's batch, in
 training mode) and step sizes eta on a grid around the learning rate, [STIM18] measure
