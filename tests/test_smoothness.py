@@ -245,7 +245,7 @@ def test_profiles_and_chapter_outputs_on_a_small_run():
 
 
 
-def fake_history(rng, scale: float, steps: int = 20, points: int = 5) -> "History":
+def fake_history(rng, scale: float, steps: int = 20, points: int = 5):
     """A History with the records of the shared runs: landscape measures whose loss range,
     gradient change and effective beta are ``scale`` times a common pattern, a Hessian record,
     and activation samples."""
