@@ -94,3 +94,13 @@ def test_ratios_of_positive_intervals():
     assert decide_ratio(p, 0.5) is True and decide_ratio(p, 1.5) is None
     with pytest.raises(ValueError, match="margin"):
         decide_ratio(p, -0.1)
+
+
+def test_one_sided_and_combined_verdicts():
+    from bnutils.measure.stats import all_agree, at_least
+
+    assert at_least(Interval(1.0, 0.5, 1.5, 3), 0.5) is True
+    assert at_least(Interval(0.0, -0.5, 0.4, 3), 0.5) is False
+    assert at_least(Interval(0.5, 0.2, 0.8, 3), 0.5) is None
+    assert all_agree([True, True]) is True and all_agree([False, False]) is False
+    assert all_agree([True, None]) is None and all_agree([True, False]) is None

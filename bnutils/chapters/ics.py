@@ -26,7 +26,8 @@ from ..infra.report import Claim, MarkdownTable, claims_table, key_numbers, verd
 from ..measure.runs import (DLN_LAYERS, DLN_PROTOCOL, VGG_LAYERS, VGG_PROTOCOL, DLNRun, VGGRun,
                             train_all)
 from ..measure.shift import unit_shifts
-from ..measure.stats import Interval, decide, equivalent, mean_ci, proportion_ci
+from ..measure.stats import (Interval, all_agree, at_least, decide, equivalent, mean_ci,
+                             proportion_ci)
 
 PROFILES = ChapterProfiles(
     "02", "Internal covariate shift",
@@ -139,30 +140,11 @@ def markedly_lower(a: Interval, b: Interval, factor: float = SHIFT_FACTOR) -> bo
     return None
 
 
-def at_least(x: Interval, bound: float) -> bool | None:
-    """True when x's whole interval lies at or above ``bound``, False when it lies below it,
-    None when the interval straddles it."""
-    if x.lo >= bound:
-        return True
-    if x.hi < bound:
-        return False
-    return None
-
-
 def paired(a: np.ndarray, b: np.ndarray, log: bool) -> np.ndarray:
     """Paired differences of two series measured at the same steps (or seeds): log10(a / b) for
     positive quantities, a - b otherwise."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return np.log10(a / b) if log else a - b
-
-
-def all_agree(outcomes: list[bool | None]) -> bool | None:
-    """One verdict from several: True when all are True, False when all are False, else None."""
-    if all(o is True for o in outcomes):
-        return True
-    if all(o is False for o in outcomes):
-        return False
-    return None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ from ..measure.landscape import summarise
 from ..measure.runs import (DLN_FACTORS, DLN_PROTOCOL, VGG_FACTORS, VGG_PROTOCOL, DLNRun, VGGRun,
                             train_all)
 from ..measure.shift import unit_shifts
-from ..measure.stats import Interval, decide, equivalent, mean_ci
+from ..measure.stats import Interval, all_agree, at_least, decide, equivalent, mean_ci
 
 PROFILES = ChapterProfiles(
     "03", "Smoothness of the loss landscape",
@@ -941,12 +941,8 @@ def paired_ratio(a: Sequence[History], b: Sequence[History], key: str) -> Interv
 def smaller(ratio: Interval, margin: float = SMOOTH_MARGIN) -> bool | None:
     """Is the quantity smaller by more than a factor 1 + margin? True when the interval of the
     log10 ratio lies below -log10(1 + margin), False when it lies at or above it, else None."""
-    bound = -np.log10(1 + margin)
-    if ratio.hi < bound:
-        return True
-    if ratio.lo >= bound:
-        return False
-    return None
+    above = at_least(ratio, -np.log10(1 + margin))
+    return None if above is None else not above
 
 
 SMOOTHNESS = {"loss_width": "loss range", "pred_max": "gradient predictiveness",
@@ -1300,15 +1296,6 @@ def landscape_claims(cfg, smooth: dict, lp: dict, hess: dict) -> list[Claim]:
                                                          smaller(hess["dln"])])),
         seeds=f"1 (VGG), {cfg.dln_seeds} (DLN)"))
     return rows
-
-
-def all_agree(outcomes: list[bool | None]) -> bool | None:
-    """One verdict from several: True when all are True, False when all are False, else None."""
-    if all(o is True for o in outcomes):
-        return True
-    if all(o is False for o in outcomes):
-        return False
-    return None
 
 
 def numbers(cfg, convex: dict, theory: pd.DataFrame, runs: Runs, smooth: dict, lp: dict,

@@ -95,6 +95,26 @@ def equivalent(a: Interval, b: Interval, margin: float) -> bool | None:
     return None
 
 
+def at_least(x: Interval, bound: float) -> bool | None:
+    """One-sided: True when x's whole interval lies at or above ``bound``, False when it lies
+    below it, None (undecided) when it straddles it."""
+    if x.lo >= bound:
+        return True
+    if x.hi < bound:
+        return False
+    return None
+
+
+def all_agree(outcomes: Sequence[bool | None]) -> bool | None:
+    """One verdict from several comparisons: True when all are True, False when all are False,
+    None (inconclusive) otherwise."""
+    if all(o is True for o in outcomes):
+        return True
+    if all(o is False for o in outcomes):
+        return False
+    return None
+
+
 @dataclass(frozen=True)
 class RateFit:
     """A linear rate: the slope of log10(error) per iteration, with a t-based confidence interval
