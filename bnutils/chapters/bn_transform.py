@@ -299,11 +299,20 @@ def fig1_figure(histories: dict[str, History], summary: dict[str, Any]):
     return done(fig)
 
 
+def scale(cfg, data: Data) -> str:
+    """What this execution ran, against the paper's scale (for the top of the page)."""
+    name = {"mnist": "MNIST", "digits": "scikit-learn's 8x8 digits"}[data.name]
+    short = "" if data.name == "mnist" else " (MNIST could not be had on this machine)"
+    return (f"the MNIST experiment on {name}{short}, {cfg.steps:,} steps of batch "
+            f"{cfg.batch_size}; the paper trains on MNIST for 50,000 steps")
+
+
 def numbers(cfg, backward: dict, inference: dict, invariance: dict, data: Data,
             summary: dict) -> dict[str, Any]:
     """Every number the prose quotes, for :func:`bnutils.infra.report.glue_all`."""
     rms = inference["rms"]
     return {
+        "profile": cfg.profile, "scale": scale(cfg, data),
         "dense_m": DENSE[0], "dense_c": DENSE[1], "conv_m": CONV[0], "conv_c": CONV[1],
         "conv_hw": f"{CONV[2]} x {CONV[3]}", "max_backward_diff": backward["max_diff"],
         "exact": str(EXACT), "affine_tol": str(AFFINE),

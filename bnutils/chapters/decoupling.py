@@ -402,10 +402,19 @@ def rate_summary(rows: list[dict], cfg) -> dict[str, Any]:
     }
 
 
+def scale(cfg) -> str:
+    """What this execution ran (for the top of the page)."""
+    kappas = ", ".join(f"{k:g}" for k in cfg.kappas)
+    return (f"OLS problems in dimension {cfg.n_dim} with condition numbers {kappas}, "
+            f"{cfg.n_seeds} random problems each (the paper states its rates without a "
+            "benchmark; the full profile goes to dimension 100 and condition number 3,000)")
+
+
 def numbers(cfg, checks: dict, summary: dict) -> dict[str, Any]:
     """Every number the prose quotes, for :func:`bnutils.infra.report.glue_all`."""
     ref, kmin = summary["ref"], summary["kmin"]
-    return {"n_samples": cfg.n_samples, "n_dim": cfg.n_dim, "kappa": f"{cfg.kappa:g}",
+    return {"profile": cfg.profile, "scale": scale(cfg),
+            "n_samples": cfg.n_samples, "n_dim": cfg.n_dim, "kappa": f"{cfg.kappa:g}",
             "max_out": checks["max_out"], "max_cos": checks["max_cos"],
             "min_cos_s": checks["min_cos_s"], "max_cos_sgrad": checks["max_cos_sgrad"],
             "spread": checks["spread"],

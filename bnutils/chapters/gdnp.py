@@ -1289,12 +1289,20 @@ def off_figure(o: dict[str, Any]):
     return done(fig)
 
 
+def scale(cfg) -> str:
+    """What this execution ran (for the top of the page)."""
+    return (f"Gaussian halfspaces in dimension {cfg.n_dim} (condition number {cfg.kappa:g}, "
+            f"{cfg.n_seeds} problems), samples of {cfg.n_samples:,} points, a tanh network of "
+            f"{cfg.n_units} units on {cfg.n_mlp_samples:,} points, budgets of {cfg.budget:,} and "
+            f"{cfg.mlp_budget:,} passes over the data")
+
+
 def numbers(cfg, crit: dict, ts: dict, gl: dict, gs: dict, m: dict, o: dict) -> dict[str, Any]:
     """Every number the prose quotes, for :func:`bnutils.infra.report.glue_all`."""
     gauss, t_name, d_name = o["names"]
     res0 = gl["res"][0]
     mean_step = lambda fits: float(np.mean([f.slope for f in fits if f is not None]))  # noqa
-    out = {
+    out = {"profile": cfg.profile, "scale": scale(cfg),
         "n_seeds": cfg.n_seeds, "critical_steps": cfg.critical_steps, "steps": cfg.steps,
         "n_dim": cfg.n_dim, "kappa": f"{cfg.kappa:g}", "penalty": f"{PENALTY:g}",
         "g_max": f"{G_MAX:g}", "sig_curv": f"{LOSSES['sigmoid'].curvature:.3g}",

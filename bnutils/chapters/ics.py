@@ -425,12 +425,22 @@ def record(runs: Runs) -> dict[str, str]:
     return {"probes / training (wall time)": f"{runs.cost():.2f} ({by_kind})"}
 
 
+def scale(cfg) -> str:
+    """What this execution ran, against the paper's scale (for the top of the page)."""
+    return (f"the VGG on {10 * cfg.n_train_per_class:,} CIFAR-10 training images for "
+            f"{cfg.steps:,} steps of batch {cfg.batch_size} at {cfg.width:g} of the full width "
+            "(the paper: all 50,000 images, 15,000 steps, full width), and the deep linear "
+            f"network for {cfg.dln_steps:,} steps over {cfg.dln_seeds} seeds (the paper: 10,000 "
+            "steps)")
+
+
 def numbers(cfg, runs: Runs, acc: dict, shift: dict, moments: dict, ics: dict
             ) -> dict[str, Any]:
     """Every number the prose quotes, for :func:`bnutils.infra.report.glue_all`."""
     D, L, S = cfg.lr, cfg.lr_large, cfg.lr_small
     train, test = acc["train"], acc["test"]
-    out = {"n_train": 10 * cfg.n_train_per_class, "n_test": 10 * cfg.n_test_per_class,
+    out = {"scale": scale(cfg), "n_train": 10 * cfg.n_train_per_class,
+           "n_test": 10 * cfg.n_test_per_class,
            "steps": cfg.steps, "width": cfg.width, "lr": D, "lr_large": L, "lr_small": S,
            "window": cfg.window_steps, "profile": cfg.profile, "probe_every": cfg.probe_every,
            "dln_steps": f"{cfg.dln_steps:,}", "dln_seeds": cfg.dln_seeds, "dln_lr": cfg.dln_lr,

@@ -1188,9 +1188,19 @@ def _ratio_text(x: Interval) -> str:
     return f"x{10 ** x.estimate:.2g} [{10 ** x.lo:.2g}, {10 ** x.hi:.2g}]"
 
 
+def scale(cfg) -> str:
+    """What this execution ran, against the paper's scale (for the top of the page)."""
+    return (f"{cfg.n_draws:,} random draws per statement of Sec. 4; the VGG on "
+            f"{10 * cfg.n_train_per_class:,} CIFAR-10 training images for {cfg.steps:,} steps "
+            f"at {cfg.width:g} of the full width (the paper: all 50,000 images, 15,000 steps, "
+            f"full width), and the deep linear network for {cfg.dln_steps:,} steps over "
+            f"{cfg.dln_seeds} seeds (the paper: 10,000 steps)")
+
+
 def landscape_numbers(cfg, runs: Runs, smooth: dict, lp: dict, hess: dict) -> dict[str, Any]:
     """The numbers Sections 3-6 quote."""
-    out = {"smooth_margin": f"{SMOOTH_MARGIN:.0%}", "lp_margin": f"{LP_MARGIN:.2f}",
+    out = {"scale": scale(cfg), "smooth_margin": f"{SMOOTH_MARGIN:.0%}",
+           "lp_margin": f"{LP_MARGIN:.2f}",
            "lr": cfg.lr, "lr_large": cfg.lr_large, "dln_lr": cfg.dln_lr,
            "dln_seeds": cfg.dln_seeds, "dln_steps": f"{cfg.dln_steps:,}", "steps": cfg.steps,
            "width": cfg.width, "profile": cfg.profile, "window": cfg.window_steps,
