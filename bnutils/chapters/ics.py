@@ -24,7 +24,7 @@ from ..infra.config import ChapterProfiles
 from ..infra.plotting import COLORS, LABELS, done, percentile_bands, running_mean, subplots
 from ..infra.report import Claim, MarkdownTable, claims_table, key_numbers, verdict
 from ..measure.runs import (DLN_LAYERS, DLN_PROTOCOL, VGG_LAYERS, VGG_PROTOCOL, DLNRun, VGGRun,
-                            train_all)
+                            cost_record, probe_costs, train_all)
 from ..measure.shift import unit_shifts
 from ..measure.stats import (Interval, all_agree, at_least, decide, equivalent, mean_ci,
                              proportion_ci)
@@ -82,15 +82,7 @@ class Runs:
     def all(self) -> list[History]:
         return list(self.vgg.values()) + [h for hs in self.dln.values() for h in hs]
 
-    def cost(self) -> float:
-        """Wall time of all probes over that of the training steps they observe."""
-        return sum(h.probe_seconds for h in self.all()) / sum(h.seconds for h in self.all())
 
-    def cost_by_kind(self) -> dict[str, float]:
-        """:meth:`cost` split by kind of probe."""
-        train = sum(h.seconds for h in self.all())
-        kinds = sorted({k for h in self.all() for k in h.probe_times})
-        return {k: sum(h.probe_times.get(k, 0.0) for h in self.all()) / train for k in kinds}
 
 
 def train_runs(cfg) -> Runs:
@@ -418,11 +410,8 @@ def ics_text(ics: dict, method: str, layers: tuple[int, ...]) -> str:
 
 
 def record(runs: Runs) -> dict[str, str]:
-    """Rows for the run record: what the probes cost, in all and by kind, as a fraction of the
-    wall time of the training steps they observe (summed over the chapter's runs; runs loaded
-    from the cache report the cost of the run that computed them)."""
-    by_kind = ", ".join(f"{k} {v:.2f}" for k, v in runs.cost_by_kind().items())
-    return {"probes / training (wall time)": f"{runs.cost():.2f} ({by_kind})"}
+    """Rows for the run record: training time and probe cost of the chapter's runs."""
+    return cost_record(runs.all())
 
 
 def scale(cfg) -> str:
@@ -447,7 +436,7 @@ def numbers(cfg, runs: Runs, acc: dict, shift: dict, moments: dict, ics: dict
            "dln_lr_small": cfg.dln_lr_small, "dln_probe_every": cfg.dln_probe_every,
            "acc_margin": f"{ACC_MARGIN:.2f}", "shift_factor": f"{SHIFT_FACTOR:g}",
            "ics_margin": f"{ICS_MARGIN:.0%}", "cos_margin": f"{COS_MARGIN:g}",
-           "probe_cost": f"{runs.cost():.2f}"}
+           "probe_cost": f"{sum(probe_costs(runs.all()).values()):.2f}"}
     for (config, m, lr), h in runs.vgg.items():
         tag = f"{config}_{m}_{lr:g}".replace(".", "p").replace("-", "m")
         out[f"train_{tag}"] = show(train[config, m, lr])

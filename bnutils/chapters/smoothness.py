@@ -55,7 +55,7 @@ from ..infra.report import Below, Claim, MarkdownTable, claims_table, fmt, key_n
 from ..measure.hessian import HessianOperator, top_eigenvalue
 from ..measure.landscape import summarise
 from ..measure.runs import (DLN_FACTORS, DLN_PROTOCOL, VGG_FACTORS, VGG_PROTOCOL, DLNRun, VGGRun,
-                            train_all)
+                            cost_record, train_all)
 from ..measure.shift import unit_shifts
 from ..measure.stats import Interval, all_agree, at_least, decide, equivalent, mean_ci
 
@@ -898,11 +898,6 @@ class Runs:
     def all(self) -> list[History]:
         return list(self.vgg.values()) + [h for hs in self.dln.values() for h in hs]
 
-    def cost_by_kind(self) -> dict[str, float]:
-        """Wall time of each kind of probe over that of the training steps it observes."""
-        train = sum(h.seconds for h in self.all())
-        kinds = sorted({k for h in self.all() for k in h.probe_times})
-        return {k: sum(h.probe_times.get(k, 0.0) for h in self.all()) / train for k in kinds}
 
 
 def train_runs(cfg) -> Runs:
@@ -1154,11 +1149,8 @@ def hessian_summary(cfg, runs: Runs) -> dict[str, Any]:
 
 
 def record(runs: Runs) -> dict[str, str]:
-    """Rows for the run record: what the probes cost, by kind, as a fraction of the wall time of
-    the training steps they observe (summed over this chapter's runs)."""
-    kinds = runs.cost_by_kind()
-    return {"probes / training (wall time)": f"{sum(kinds.values()):.2f} ("
-            + ", ".join(f"{k} {v:.2f}" for k, v in kinds.items()) + ")"}
+    """Rows for the run record: training time and probe cost of the chapter's runs."""
+    return cost_record(runs.all())
 
 
 # ================================================================================================

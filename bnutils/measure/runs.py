@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from ..core.data import Data, class_balanced_subset, dln_data, load_cifar10
-from ..core.models import DLN, VGG
+from ..core.models import DLN, NORMS, VGG
 from ..core.probes import ActivationProbe
 from ..core.train import History, cached_history, cached_train
 from ..infra import validate
@@ -95,6 +95,11 @@ class VGGRun:
     config: str = "D"
     norm_layers: tuple[int, ...] | None = None
 
+    def __post_init__(self) -> None:
+        _check_run(self)
+        validate.one_of("VGG config", self.config, VGG_LAYERS)
+        validate.positive_number("width", self.width)
+
     @property
     def layers(self) -> dict[str, tuple[int, ...]]:
         return VGG_LAYERS[self.config]
@@ -121,11 +126,24 @@ class DLNRun:
     dln_probe_every: int
     dln_hessian_every: int
 
+    def __post_init__(self) -> None:
+        _check_run(self)
+
     @classmethod
     def of(cls, knobs: Mapping[str, Any], norm: str, lr: float, seed: int) -> "DLNRun":
         """The run of ``norm`` at ``lr`` with the DLN protocol found in a chapter's ``knobs``."""
         return cls(norm=norm, lr=lr, seed=seed,
                    **{k: knobs[k] for k in DLN_PROTOCOL["quick"] if k != "dln_seeds"})
+
+
+def _check_run(run: VGGRun | DLNRun) -> None:
+    """Refuse a run that could not train, before any work (a worker would fail much later)."""
+    validate.one_of("norm", run.norm, NORMS)
+    validate.positive_number("lr", run.lr)
+    validate.nonnegative_int("seed", run.seed)
+    for name, value in asdict(run).items():
+        if name.endswith(("steps", "_every", "_size", "_per_class")):
+            validate.positive_int(name, value)
 
 
 def vgg_data(run: VGGRun) -> Data:
@@ -220,3 +238,22 @@ def train_all(runs: Sequence[VGGRun | DLNRun], device: torch.device | str = "cpu
         for i in tqdm(missing, desc="runs", leave=False):
             found[i] = futures[i].result()
     return found
+
+
+def probe_costs(histories: Sequence[History]) -> dict[str, float]:
+    """The wall time of each kind of probe over that of the training steps it observes, summed
+    over runs (a run served by the cache reports the times of the run that computed it)."""
+    train = sum(h.seconds for h in histories)
+    kinds = sorted({k for h in histories for k in h.probe_times})
+    return {k: sum(h.probe_times.get(k, 0.0) for h in histories) / train for k in kinds}
+
+
+def cost_record(histories: Sequence[History]) -> dict[str, str]:
+    """Rows for a chapter's run record: the time its runs took to train (summed over runs, which
+    train side by side, one per core), and what the probes cost, in all and by kind, as a
+    fraction of the wall time of the training steps they observe."""
+    kinds = probe_costs(histories)
+    hours = sum(h.seconds + h.probe_seconds for h in histories) / 3600
+    return {"training + probes of the runs (summed)": f"{hours:.2f} h over {len(histories)} runs",
+            "probes / training (wall time)": f"{sum(kinds.values()):.2f} ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in kinds.items()) + ")"}
