@@ -65,7 +65,7 @@ browser: $(STAMP)
 test: $(STAMP) lint book
 	rm -rf .cache/test && mkdir -p .cache/test
 	BNUTILS_CACHE=$(abspath .cache/test) $(BIN)/python -m pytest tests \
-	    --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -rs
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=1800 -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check bnutils tests
