@@ -74,6 +74,11 @@ PROFILES = ChapterProfiles(
     full=dict(n_dim=50, kappa=30.0, n_seeds=10, steps=1500, bisect_steps=[5, 10, 15, 20, 30, 40],
               lr=LATTICE, budget=20_000, n_samples=50_000, n_units=5, n_mlp_samples=10_000,
               mlp_budget=400_000, critical_steps=3000, n_pca=20),
+    # what a 2-core CPU runs in under an hour: the full profile's problems in dimension 20, with
+    # its seeds and budget on halfspaces, smaller samples and network budget
+    long=dict(n_dim=20, kappa=30.0, n_seeds=10, steps=1500, bisect_steps=[5, 10, 15, 20, 30, 40],
+              lr=LATTICE, budget=20_000, n_samples=20_000, n_units=5, n_mlp_samples=2000,
+              mlp_budget=60_000, critical_steps=3000, n_pca=20),
     rules=dict(budget=validate.positive_number, mlp_budget=validate.positive_number),
 )
 
