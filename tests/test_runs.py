@@ -56,3 +56,32 @@ def test_cost_record_sums_training_and_probes():
 def test_bad_runs_are_refused_before_any_work(change, match):
     with pytest.raises(ValueError, match=match):
         R.DLNRun(**{**vars(tiny()), **change})
+
+
+@pytest.mark.parametrize("norm", ["bn", "noisy_bn"])
+def test_every_probe_together_leaves_training_bit_identical(norm):
+    import torch
+
+    from bnutils.core.data import Data
+    from bnutils.core.models import MLP
+    from bnutils.core.train import train
+    from bnutils.measure.ics import ICSProbe
+    from bnutils.measure.landscape import HessianProbe, LandscapeProbe
+    from bnutils.measure.shift import MomentProbe
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(192, 6, generator=g), torch.randint(0, 3, (192,), generator=g)
+    data = Data("tiny", x[:128], y[:128], x[128:], y[128:], classes=("a", "b", "c"))
+    probes = [MomentProbe(x[:32], layers=(1, 2), every=3), ICSProbe(layers=(2, 3), every=3),
+              LandscapeProbe(factors=(0.5, 2.0), every=4), HessianProbe(iterations=3, every=5)]
+    results = []
+    for step_probes in ([], probes):
+        torch.manual_seed(1)
+        net = MLP(6, hidden=(8, 8), n_classes=3, norm=norm)
+        h = train(net, data, steps=12, lr=0.3, batch_size=32, seed=2, eval_every=4,
+                  step_probes=step_probes, progress=False)
+        results.append((h, net.state_dict()))
+    (a, sa), (b, sb) = results
+    assert np.array_equal(a.train_loss, b.train_loss) and np.array_equal(a.test_loss, b.test_loss)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert {"ics_l2_2", "dmean_1", "landscape_loss", "hessian_top"} <= set(b.measures)
