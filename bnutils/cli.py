@@ -174,7 +174,8 @@ def lighten(path: Path) -> None:
 
 def record_all_seeds(keys: list[str], profile: str, seeds: list[int], redo: bool) -> None:
     """Execute each chapter at each seed (into a temporary notebook) and add its verdicts to
-    ``book/seeds.json``; seeds already recorded are skipped unless ``redo``."""
+    ``book/seeds.json``; seeds already recorded are skipped unless ``redo``, and the chapter in
+    ``book/`` is read rather than executed again when it ran at that profile and seed."""
     import tempfile
 
     from .pages import SEEDS_FILE, load_seeds, read_chapter, record_seeds
@@ -185,6 +186,11 @@ def record_all_seeds(keys: list[str], profile: str, seeds: list[int], redo: bool
         for seed in seeds:
             done = load_seeds(path).get(profile, {}).get(nb.name[:2], {})
             if str(seed) in done and not redo:
+                continue
+            published = read_chapter(nb)
+            if (published.claims and published.record.get("profile") == profile
+                    and published.record.get("seed") == seed):
+                record_seeds(published, profile, seed, path)
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 out = run_chapter(key, {"profile": profile, "seed": seed},

@@ -105,3 +105,22 @@ def test_pages_command_writes_the_generated_pages(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "_findings.md", "claims.md", "reproducibility.md", "seeds.md"]
+
+
+def test_seeds_reads_the_published_chapter_when_it_ran_at_that_profile_and_seed(tmp_path,
+                                                                                 monkeypatch):
+    import shutil
+
+    published = cli.BOOK / "04_decoupling.ipynb"
+    record = json.loads(published.read_text())["metadata"]["bnutils"]
+    shutil.copy(published, tmp_path / published.name)
+    executed = []
+    monkeypatch.setattr(cli, "BOOK", tmp_path)
+    monkeypatch.setattr(cli, "run_chapter", lambda key, params, out: executed.append(params))
+    cli.record_all_seeds(["04"], record["profile"], [record["seed"]], redo=False)
+    assert executed == []
+    seeds = json.loads((tmp_path / "seeds.json").read_text())
+    assert seeds[record["profile"]]["04"][str(record["seed"])]
+    with pytest.raises(Exception):  # another seed is executed (here: the stub returns nothing)
+        cli.record_all_seeds(["04"], record["profile"], [record["seed"] + 1], redo=False)
+    assert executed == [{"profile": record["profile"], "seed": record["seed"] + 1}]

@@ -59,3 +59,16 @@ def test_bad_layers_are_refused():
     net, (x, y) = tiny("none"), batch()
     with pytest.raises(ValueError, match="layer 9 out of range"):
         ics(Step(net, x, y, 0.1, "cross_entropy", 0), 9)
+
+
+def test_ics_reading_counts_every_comparison_for_and_against_the_claim():
+    from bnutils.chapters.ics import ics_reading
+    from bnutils.measure.stats import Interval
+
+    larger = {("bn", layer, "l2"): Interval(0.5, 0.4, 0.6, 5) for layer in (5, 10, 9, 17)}
+    larger.update({("bn", layer, "cos"): Interval(-0.3, -0.4, -0.2, 5) for layer in (5, 10, 9, 17)})
+    smaller = dict(larger)
+    smaller["bn", 9, "l2"] = Interval(-1.0, -1.1, -0.9, 5)      # BN's ICS 10x smaller: against
+    smaller["bn", 17, "cos"] = Interval(0.0, -0.5, 0.5, 5)      # straddles the margin: undecided
+    text = ics_reading({"vgg": {0.1: larger, 0.01: larger}, "dln": {1e-6: larger, 1e-7: smaller}})
+    assert text == "of the 16 comparisons, 14 agree with the claim, 1 against it, 1 undecided"

@@ -409,6 +409,16 @@ def ics_text(ics: dict, method: str, layers: tuple[int, ...]) -> str:
         f"cos difference {ics[method, layer, 'cos'].show()}" for layer in layers)
 
 
+def ics_reading(ics: dict) -> str:
+    """How the ICS comparisons of BN against the standard network (VGG and DLN, every learning
+    rate, layer and measure) come out for the claim that BN does not reduce ICS, in words."""
+    outcomes = [o for net, layers in (("vgg", VGG_LAYERS["D"]["ics"]), ("dln", DLN_LAYERS["ics"]))
+                for table in ics[net].values() for o in not_reduced(table, "bn", layers)]
+    held, against = outcomes.count(True), outcomes.count(False)
+    return (f"of the {len(outcomes)} comparisons, {held} agree with the claim, {against} against "
+            f"it, {len(outcomes) - held - against} undecided")
+
+
 def record(runs: Runs) -> dict[str, str]:
     """Rows for the run record: training time and probe cost of the chapter's runs."""
     return cost_record(runs.all())
@@ -436,7 +446,8 @@ def numbers(cfg, runs: Runs, acc: dict, shift: dict, moments: dict, ics: dict
            "dln_lr_small": cfg.dln_lr_small, "dln_probe_every": cfg.dln_probe_every,
            "acc_margin": f"{ACC_MARGIN:.2f}", "shift_factor": f"{SHIFT_FACTOR:g}",
            "ics_margin": f"{ICS_MARGIN:.0%}", "cos_margin": f"{COS_MARGIN:g}",
-           "probe_cost": f"{sum(probe_costs(runs.all()).values()):.2f}"}
+           "probe_cost": f"{sum(probe_costs(runs.all()).values()):.2f}",
+           "ics_reading": ics_reading(ics)}
     for (config, m, lr), h in runs.vgg.items():
         tag = f"{config}_{m}_{lr:g}".replace(".", "p").replace("-", "m")
         out[f"train_{tag}"] = show(train[config, m, lr])
