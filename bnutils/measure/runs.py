@@ -39,14 +39,16 @@ from .shift import MomentProbe
 #: The VGG protocol of each profile, shared by Chapters 2 and 3 (their PROFILES include it).
 #: ``probe_every``: moments and ICS; ``landscape_every`` and ``hessian_every``: their probes.
 #: ``long`` is the paper's data and batch (all of CIFAR-10, batch 128) at 1/8 of the width and a
-#: third of its 15,000 steps: a run of 15,000 steps takes about half an hour on one CPU core, and
-#: Chapters 2 and 3 need 13 VGG runs, about 6.5 core-hours, where the profile's budget is about two
-#: hours per chapter on two cores. 5,000 steps (13 epochs) keep all 13 runs within it.
+#: fifth of its 15,000 steps. A BN network of that width trains at about 0.13 s per step on one
+#: CPU core, and two runs side by side take about twice as long each (the BN layers are limited by
+#: memory bandwidth, which the cores share), so the 13 VGG runs of Chapters 2 and 3 would need
+#: about six hours at 15,000 steps; 3,000 steps (7.7 epochs) fit the profile's budget of about two
+#: hours per chapter.
 VGG_PROTOCOL = {
     "quick": dict(width=0.125, n_train_per_class=500, n_test_per_class=100, steps=250,
                   batch_size=128, eval_every=25, probe_every=25, landscape_every=50,
                   hessian_every=100),
-    "long": dict(width=0.125, n_train_per_class=5000, n_test_per_class=1000, steps=5000,
+    "long": dict(width=0.125, n_train_per_class=5000, n_test_per_class=1000, steps=3000,
                  batch_size=128, eval_every=250, probe_every=250, landscape_every=250,
                  hessian_every=1000),
     "full": dict(width=1.0, n_train_per_class=5000, n_test_per_class=1000, steps=15_000,
