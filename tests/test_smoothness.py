@@ -308,3 +308,12 @@ def test_smaller_needs_the_whole_interval_past_the_margin():
     assert ch.smaller(Interval(-1.0, -1.2, -0.8, 3)) is True
     assert ch.smaller(Interval(0.0, -0.01, 0.01, 3)) is False
     assert ch.smaller(Interval(bound, bound - 0.1, bound + 0.1, 3)) is None
+
+
+def test_paired_ratio_leaves_out_steps_without_a_ratio(monkeypatch):
+    values = {"a": np.array([10.0, 100.0, 1.0]), "b": np.array([1.0, 1.0, 0.0])}
+    monkeypatch.setattr(ch, "landscape", lambda h: {"loss_width": values[h]})
+    r = ch.paired_ratio(["a"], ["b"], "loss_width")   # one run each: steps 1 and 2 only
+    assert r.estimate == pytest.approx(1.5) and r.n == 2
+    r = ch.paired_ratio(["a", "a"], ["b", "b"], "loss_width")   # two seeds
+    assert r.estimate == pytest.approx(1.5) and r.n == 2

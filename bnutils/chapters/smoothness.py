@@ -928,8 +928,14 @@ def landscape(h: History) -> dict[str, np.ndarray]:
 def paired_ratio(a: Sequence[History], b: Sequence[History], key: str) -> Interval:
     """log10 of ``a``'s landscape quantity ``key`` over ``b``'s, paired at the same measurement
     steps: the mean over steps with its t interval for one run each, else per run the mean over
-    steps and then the mean over runs (seeds) with its t interval."""
-    ratios = [np.log10(landscape(x)[key] / landscape(y)[key]) for x, y in zip(a, b)]
+    steps and then the mean over runs (seeds) with its t interval. A step where either quantity is
+    zero has no ratio and is left out: late in a deep linear network's training the loss can stay
+    the same to float32 precision along the whole range of step sizes (a loss range of 0)."""
+    ratios = []
+    for x, y in zip(a, b):
+        qa, qb = landscape(x)[key], landscape(y)[key]
+        keep = (qa > 0) & (qb > 0)
+        ratios.append(np.log10(qa[keep] / qb[keep]))
     return mean_ci(ratios[0]) if len(ratios) == 1 else mean_ci([r.mean() for r in ratios])
 
 
